@@ -1,0 +1,49 @@
+-- Inbound activity ids seen, for de-duplication of Teams re-deliveries; the stored response answers a
+-- re-delivered invoke exactly like the first time.
+CREATE TABLE inbound_activities (
+    channel_id      TEXT    NOT NULL,
+    conversation_id TEXT    NOT NULL,
+    activity_id     TEXT    NOT NULL,
+    received_at     BIGINT  NOT NULL,
+    response        TEXT,
+    PRIMARY KEY (channel_id, conversation_id, activity_id)
+);
+CREATE INDEX inbound_activities_received_at ON inbound_activities (received_at);
+
+-- Conversation references: where and how to reach a team channel, chat or user proactively.
+CREATE TABLE conversations (
+    conversation_id   TEXT    PRIMARY KEY,
+    service_url       TEXT    NOT NULL,
+    tenant_id         TEXT,
+    team_id           TEXT,
+    team_name         TEXT,
+    channel_id        TEXT,
+    bot_id            TEXT,
+    conversation_type TEXT,
+    status            TEXT    NOT NULL,
+    dead_reason       TEXT,
+    created_at        BIGINT  NOT NULL,
+    updated_at        BIGINT  NOT NULL
+);
+
+-- The durable effect queue (outbox): every outbound call is a row written in the same transaction as the
+-- state change that caused it.
+CREATE TABLE jobs (
+    id              BIGSERIAL PRIMARY KEY,
+    kind            TEXT    NOT NULL,
+    payload         TEXT    NOT NULL,
+    idempotency_key TEXT    NOT NULL UNIQUE,
+    ordering_key    TEXT,
+    status          TEXT    NOT NULL,
+    attempts        BIGINT  NOT NULL DEFAULT 0,
+    max_attempts    BIGINT  NOT NULL,
+    run_at          BIGINT  NOT NULL,
+    locked_by       TEXT,
+    locked_until    BIGINT,
+    last_error      TEXT,
+    result          TEXT,
+    created_at      BIGINT  NOT NULL,
+    updated_at      BIGINT  NOT NULL
+);
+CREATE INDEX jobs_due ON jobs (status, run_at);
+CREATE INDEX jobs_ordering ON jobs (ordering_key, id);

@@ -1,0 +1,169 @@
+//! Wiring: build every part from `Settings`, bind the listener (so the port is known before serving, which
+//! tests rely on), then serve HTTP and run the job worker until the shutdown future resolves.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use secrecy::ExposeSecret;
+
+use crate::botframework::auth::JwtValidator;
+use crate::botframework::connector::ConnectorClient;
+use crate::botframework::retry::RetryPolicy;
+use crate::botframework::token::TokenProvider;
+use crate::clock::Clock;
+use crate::config::Settings;
+use crate::http::{self, AppState};
+use crate::jobs::{Worker, WorkerSettings};
+use crate::store::{self, Store};
+
+pub const BOT_FRAMEWORK_SCOPE: &str = "https://api.botframework.com/.default";
+
+pub struct Application {
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    worker: Worker,
+    run_worker: bool,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        Self::build_with_clock(settings, Clock::system()).await
+    }
+
+    pub async fn build_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<Self> {
+        settings.validate()?;
+        // Installed before anything records, so no early sample is lost.
+        crate::telemetry::metrics_handle();
+        let bind = settings.bind_addr()?;
+        let store = store::connect(&settings.store.url, settings.store.max_connections)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot open the store at {}",
+                    crate::config::redact_url_password(&settings.store.url)
+                )
+            })?;
+        let http_client = outbound_http_client()?;
+        let (auth, token) = if settings.is_local() {
+            (None, None)
+        } else {
+            let auth = JwtValidator::new(
+                http_client.clone(),
+                settings.bot.app_id.clone(),
+                settings.bot.openid_metadata_url.clone(),
+            );
+            let token = TokenProvider::new(
+                http_client.clone(),
+                settings.bot_token_url(),
+                settings.bot.app_id.clone(),
+                secrecy::SecretString::from(settings.bot.app_password.expose_secret().to_string()),
+                BOT_FRAMEWORK_SCOPE.to_string(),
+            );
+            (Some(auth), Some(token))
+        };
+        let connector = ConnectorClient::new(
+            http_client,
+            token,
+            Duration::from_millis(settings.bot.connector_timeout_ms),
+        );
+        let jobs = &settings.jobs;
+        let worker = Worker::new(
+            store.clone(),
+            connector,
+            clock.clone(),
+            WorkerSettings {
+                concurrency: jobs.concurrency,
+                lease: Duration::from_secs(jobs.lease_secs),
+                policy: RetryPolicy {
+                    base: Duration::from_millis(jobs.backoff_base_ms),
+                    max_delay: Duration::from_secs(jobs.backoff_max_secs),
+                    max_attempts: jobs.max_attempts,
+                    max_retry_after: Duration::from_secs(jobs.max_retry_after_secs),
+                },
+                poll_interval: Duration::from_millis(jobs.poll_interval_ms.max(10)),
+                dedup_retention: Duration::from_secs(jobs.dedup_retention_hours * 3600),
+            },
+        );
+        let listener = tokio::net::TcpListener::bind(bind)
+            .await
+            .with_context(|| format!("cannot listen on {bind}"))?;
+        let state = AppState {
+            allowed_tenants: Arc::new(settings.allowed_tenants()),
+            allowed_service_hosts: Arc::new(settings.allowed_service_hosts()),
+            settings: Arc::new(settings.clone()),
+            store,
+            auth,
+            clock,
+            jobs_notify: worker.notifier(),
+            conversation_locks: http::new_conversation_locks(),
+        };
+        Ok(Self {
+            listener,
+            state,
+            worker,
+            run_worker: settings.jobs.run_worker,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// The job worker, for draining the queue deterministically in tests.
+    pub fn worker(&self) -> Worker {
+        self.worker.clone()
+    }
+
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.state.store.clone()
+    }
+
+    pub fn router(&self) -> axum::Router {
+        http::router(self.state.clone())
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests finish and stops the
+    /// worker (a job it had claimed is retried elsewhere when its lease expires).
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = move |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        let worker = self
+            .run_worker
+            .then(|| tokio::spawn(self.worker.clone().run(stopped(stop_rx.clone()))));
+        let app =
+            http::router(self.state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(self.listener, app)
+            .with_graceful_shutdown(stopped(stop_rx))
+            .await
+            .context("the HTTP server failed")?;
+        if let Some(worker) = worker {
+            let _ = worker.await;
+        }
+        Ok(())
+    }
+}
+
+fn outbound_http_client() -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        // A token endpoint or connector that redirects must not lead the bot's credentials elsewhere.
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(5))
+        .pool_idle_timeout(Duration::from_secs(90))
+        .user_agent(concat!("fieldbot/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .context("cannot build the HTTP client")
+}

@@ -1,0 +1,204 @@
+//! The inbound activity, parsed leniently: Teams adds fields over time, so everything we do not need is
+//! optional and unknown members are ignored. What the bot relies on is checked in `http::messages`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::commands::Mention;
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Activity {
+    #[serde(rename = "type", default)]
+    pub kind: String,
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub timestamp: Option<String>,
+    #[serde(default)]
+    pub service_url: Option<String>,
+    #[serde(default)]
+    pub channel_id: Option<String>,
+    #[serde(default)]
+    pub from: Option<ChannelAccount>,
+    #[serde(default)]
+    pub recipient: Option<ChannelAccount>,
+    #[serde(default)]
+    pub conversation: Option<ConversationAccount>,
+    #[serde(default)]
+    pub text: Option<String>,
+    #[serde(default)]
+    pub entities: Option<Vec<Value>>,
+    #[serde(default)]
+    pub channel_data: Option<Value>,
+    #[serde(default)]
+    pub value: Option<Value>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub action: Option<String>,
+    #[serde(default)]
+    pub reply_to_id: Option<String>,
+    #[serde(default)]
+    pub members_added: Option<Vec<ChannelAccount>>,
+    #[serde(default)]
+    pub members_removed: Option<Vec<ChannelAccount>>,
+    #[serde(default)]
+    pub locale: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ChannelAccount {
+    #[serde(default)]
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub aad_object_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ConversationAccount {
+    #[serde(default)]
+    pub id: String,
+    #[serde(default)]
+    pub conversation_type: Option<String>,
+    #[serde(default)]
+    pub tenant_id: Option<String>,
+    #[serde(default)]
+    pub is_group: Option<bool>,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+fn str_at<'a>(value: &'a Value, path: &[&str]) -> Option<&'a str> {
+    let mut cur = value;
+    for key in path {
+        cur = cur.get(key)?;
+    }
+    cur.as_str().filter(|s| !s.is_empty())
+}
+
+impl Activity {
+    pub fn conversation_id(&self) -> Option<&str> {
+        self.conversation
+            .as_ref()
+            .map(|c| c.id.as_str())
+            .filter(|s| !s.is_empty())
+    }
+
+    /// A channel thread id is `<channel>;messageid=<root>`; the conversation reference is the channel itself.
+    pub fn base_conversation_id(&self) -> Option<&str> {
+        self.conversation_id()
+            .map(|id| id.split(";messageid=").next().unwrap_or(id))
+    }
+
+    pub fn tenant_id(&self) -> Option<&str> {
+        self.channel_data
+            .as_ref()
+            .and_then(|cd| str_at(cd, &["tenant", "id"]))
+            .or_else(|| {
+                self.conversation
+                    .as_ref()
+                    .and_then(|c| c.tenant_id.as_deref())
+                    .filter(|s| !s.is_empty())
+            })
+    }
+
+    pub fn team_id(&self) -> Option<&str> {
+        self.channel_data
+            .as_ref()
+            .and_then(|cd| str_at(cd, &["team", "id"]).or_else(|| str_at(cd, &["teamsTeamId"])))
+    }
+
+    pub fn team_name(&self) -> Option<&str> {
+        self.channel_data
+            .as_ref()
+            .and_then(|cd| str_at(cd, &["team", "name"]))
+    }
+
+    pub fn channel_data_channel_id(&self) -> Option<&str> {
+        self.channel_data.as_ref().and_then(|cd| {
+            str_at(cd, &["channel", "id"]).or_else(|| str_at(cd, &["teamsChannelId"]))
+        })
+    }
+
+    /// The channel the installing user picked, where the welcome card belongs.
+    pub fn selected_channel_id(&self) -> Option<&str> {
+        self.channel_data
+            .as_ref()
+            .and_then(|cd| str_at(cd, &["settings", "selectedChannel", "id"]))
+    }
+
+    pub fn event_type(&self) -> Option<&str> {
+        self.channel_data
+            .as_ref()
+            .and_then(|cd| str_at(cd, &["eventType"]))
+    }
+
+    pub fn bot_id(&self) -> Option<&str> {
+        self.recipient
+            .as_ref()
+            .map(|r| r.id.as_str())
+            .filter(|s| !s.is_empty())
+    }
+
+    /// The `mention` entities, in order. Malformed entities are skipped rather than failing the activity.
+    pub fn mentions(&self) -> Vec<Mention> {
+        self.entities
+            .iter()
+            .flatten()
+            .filter(|e| e.get("type").and_then(Value::as_str) == Some("mention"))
+            .filter_map(|e| {
+                let mentioned = e.get("mentioned")?;
+                Some(Mention {
+                    id: mentioned.get("id")?.as_str()?.to_string(),
+                    name: mentioned
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string(),
+                    text: e.get("text")?.as_str()?.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    /// Whether the bot itself is among `accounts` (membersAdded / membersRemoved).
+    pub fn includes_bot(&self, accounts: &Option<Vec<ChannelAccount>>) -> bool {
+        match (self.bot_id(), accounts) {
+            (Some(bot), Some(list)) => list.iter().any(|a| a.id == bot),
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn reads_the_teams_channel_shape() {
+        let a: Activity = serde_json::from_value(json!({
+            "type": "message", "id": "1", "serviceUrl": "https://smba.trafficmanager.net/emea/",
+            "channelId": "msteams",
+            "conversation": {"id": "19:c@thread.tacv2;messageid=42", "conversationType": "channel"},
+            "recipient": {"id": "28:bot", "name": "fieldbot"},
+            "entities": [{"type": "mention", "text": "<at>fieldbot</at>", "mentioned": {"id": "28:bot", "name": "fieldbot"}},
+                         {"type": "clientInfo", "locale": "en-US"}, 17],
+            "channelData": {"tenant": {"id": "t1"}, "team": {"id": "19:team", "name": "Contoso"},
+                            "channel": {"id": "19:c@thread.tacv2"}},
+            "somethingNew": {"x": 1}
+        }))
+        .unwrap();
+        assert_eq!(a.base_conversation_id(), Some("19:c@thread.tacv2"));
+        assert_eq!(a.tenant_id(), Some("t1"));
+        assert_eq!(a.team_id(), Some("19:team"));
+        assert_eq!(a.team_name(), Some("Contoso"));
+        assert_eq!(a.mentions().len(), 1);
+    }
+}

@@ -1,0 +1,237 @@
+//! `POST /api/messages`: the Bot Framework webhook. Authenticate, parse, refuse what may not be processed,
+//! de-duplicate, then commit the turn's changes and effects in one transaction and answer at once; the
+//! effects leave through the job queue.
+
+use std::net::SocketAddr;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::Value;
+
+use super::{ApiError, AppState};
+use crate::botframework::activity::Activity;
+use crate::botframework::auth::{self, AuthError};
+use crate::config::Settings;
+use crate::store::{Commit, InboundKey};
+use crate::turn::{self, TurnContext};
+
+pub fn router(settings: &Settings) -> axum::Router<AppState> {
+    Router::new()
+        .route("/api/messages", post(receive))
+        .layer(DefaultBodyLimit::max(settings.server.max_body_bytes))
+}
+
+#[tracing::instrument(
+    name = "activity",
+    skip_all,
+    fields(activity.id, activity.type, conversation.id, tenant.id)
+)]
+async fn receive(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    // The token is checked before the body is even parsed: an anonymous caller learns nothing.
+    let token = match &state.auth {
+        Some(validator) => Some(
+            validator
+                .verify_bearer(authorization)
+                .await
+                .map_err(refuse)?,
+        ),
+        None => {
+            if !peer.ip().is_loopback() {
+                return Err(ApiError::Unauthorized(
+                    "local mode accepts loopback requests only",
+                ));
+            }
+            None
+        }
+    };
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge
+        } else {
+            ApiError::BadRequest(rejection.body_text())
+        }
+    })?;
+    let activity: Activity = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("the body is not a valid activity: {e}")))?;
+    if activity.kind.is_empty() {
+        return Err(ApiError::BadRequest("the activity has no type".into()));
+    }
+    let span = tracing::Span::current();
+    span.record("activity.type", activity.kind.as_str());
+    if let Some(id) = &activity.id {
+        span.record("activity.id", id.as_str());
+    }
+    if let Some(id) = activity.conversation_id() {
+        span.record("conversation.id", id);
+    }
+    if let Some(id) = activity.tenant_id() {
+        span.record("tenant.id", id);
+    }
+
+    let service_url = activity
+        .service_url
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ApiError::BadRequest("the activity has no serviceUrl".into()))?;
+    let channel_id = activity.channel_id.as_deref().unwrap_or_default();
+    if let Some(token) = &token {
+        token
+            .check_activity(service_url, channel_id)
+            .map_err(refuse)?;
+    }
+    auth::check_tenant(&state.allowed_tenants, activity.tenant_id()).map_err(refuse)?;
+    if !service_url_allowed(service_url, &state.allowed_service_hosts) {
+        // A forged serviceUrl must never make the bot call an arbitrary host with its token.
+        return Err(ApiError::Forbidden("serviceUrl host not allowed"));
+    }
+
+    let ctx = TurnContext {
+        now: state.clock.now(),
+        max_attempts: state.settings.jobs.max_attempts,
+    };
+    let key = inbound_key(&activity);
+    if let Some(key) = &key
+        && let Some(response) = state.store.activity_seen(key).await.map_err(unavailable)?
+    {
+        return Ok(duplicate(response));
+    }
+    let lock = state.conversation_lock(activity.base_conversation_id().unwrap_or_default());
+    let _in_order = lock.lock().await;
+    let outcome = turn::handle(&activity, &ctx);
+    if outcome.ignored && outcome.invoke_response.is_none() {
+        tracing::debug!("activity ignored");
+        return Ok(StatusCode::OK.into_response());
+    }
+    let response_text = outcome.invoke_response.as_ref().map(Value::to_string);
+    let has_jobs = !outcome.jobs.is_empty() || !outcome.changes.is_empty();
+    let commit = state
+        .store
+        .commit_activity(
+            key.as_ref(),
+            ctx.now,
+            outcome.changes,
+            outcome.jobs,
+            response_text,
+        )
+        .await
+        .map_err(unavailable)?;
+    match commit {
+        Commit::Duplicate { response } => Ok(duplicate(response)),
+        Commit::Applied => {
+            metrics::counter!("fieldbot_activities_total", "type" => activity.kind.clone())
+                .increment(1);
+            if has_jobs {
+                state.jobs_notify.notify_one();
+            }
+            Ok(match outcome.invoke_response {
+                Some(body) => (StatusCode::OK, Json(body)).into_response(),
+                None => StatusCode::OK.into_response(),
+            })
+        }
+    }
+}
+
+fn inbound_key(activity: &Activity) -> Option<InboundKey> {
+    Some(InboundKey {
+        channel_id: activity.channel_id.clone().unwrap_or_default(),
+        conversation_id: activity.conversation_id()?.to_string(),
+        activity_id: activity.id.clone().filter(|id| !id.is_empty())?,
+    })
+}
+
+/// A re-delivered activity is acknowledged like the first delivery and not processed again.
+fn duplicate(response: Option<String>) -> Response {
+    metrics::counter!("fieldbot_activities_duplicate_total").increment(1);
+    tracing::info!("duplicate activity acknowledged");
+    match response.and_then(|r| serde_json::from_str::<Value>(&r).ok()) {
+        Some(body) => (StatusCode::OK, Json(body)).into_response(),
+        None => StatusCode::OK.into_response(),
+    }
+}
+
+fn refuse(e: AuthError) -> ApiError {
+    metrics::counter!("fieldbot_auth_failures_total", "reason" => e.reason()).increment(1);
+    match e.status() {
+        403 => ApiError::Forbidden(e.reason()),
+        503 => ApiError::Unavailable(e.to_string()),
+        _ => ApiError::Unauthorized(e.reason()),
+    }
+}
+
+fn unavailable(e: crate::store::StoreError) -> ApiError {
+    ApiError::Unavailable(e.to_string())
+}
+
+/// `https` to an allowed host (exact, or `*.suffix`); plain `http` only to loopback, for local connectors.
+pub fn service_url_allowed(service_url: &str, allowed: &[String]) -> bool {
+    let Ok(url) = url::Url::parse(service_url) else {
+        return false;
+    };
+    let Some(host) = url
+        .host_str()
+        .map(|h| h.trim_matches(['[', ']']).to_ascii_lowercase())
+    else {
+        return false;
+    };
+    let loopback = match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    };
+    let scheme_ok = url.scheme() == "https" || (url.scheme() == "http" && loopback);
+    scheme_ok
+        && allowed.iter().any(|pattern| {
+            let pattern = pattern.trim().trim_matches(['[', ']']).to_ascii_lowercase();
+            match pattern.strip_prefix("*.") {
+                Some(suffix) => host.ends_with(&format!(".{suffix}")),
+                None => host == pattern,
+            }
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::service_url_allowed;
+
+    #[test]
+    fn service_hosts() {
+        let allowed: Vec<String> = [
+            "smba.trafficmanager.net",
+            "*.botframework.com",
+            "127.0.0.1",
+            "::1",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        for (url, ok) in [
+            ("https://smba.trafficmanager.net/emea/", true),
+            ("https://SMBA.trafficmanager.net/emea/", true),
+            ("http://smba.trafficmanager.net/emea/", false),
+            ("https://evil.example/", false),
+            ("https://smba.trafficmanager.net.evil.example/", false),
+            ("https://webchat.botframework.com/", true),
+            ("https://botframework.com.evil/", false),
+            ("http://127.0.0.1:9000/", true),
+            ("http://[::1]:9000/", true),
+            ("http://localhost:9000/", false),
+            ("not a url", false),
+        ] {
+            assert_eq!(service_url_allowed(url, &allowed), ok, "{url}");
+        }
+    }
+}

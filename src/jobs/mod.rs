@@ -1,0 +1,29 @@
+//! The durable effect queue. Every outbound call is an [`Effect`] stored as a job in the same transaction as
+//! the state change that caused it; a [`Worker`] leases due jobs, performs them, and records the outcome.
+//!
+//! Why not apalis: it has no durable backoff (a failed task is re-fetched at once), no per-task lease, no
+//! dead-letter state and no way to keep one conversation's effects in order, and its enqueue-in-transaction
+//! path differs per backend. The table-backed queue here is the zero2prod shape: a `jobs` table with
+//! `run_at`, `locked_until`, `attempts` and a unique idempotency key, claimed with `FOR UPDATE SKIP LOCKED`
+//! on PostgreSQL.
+
+mod effect;
+mod worker;
+
+pub use effect::{Effect, EffectOutcome};
+pub use worker::{Worker, WorkerSettings};
+
+use crate::clock::Millis;
+use crate::store::NewJob;
+
+/// Builds the queued form of an effect. `ordering_key` keeps one conversation's effects in order.
+pub fn job(effect: &Effect, idempotency_key: String, now: Millis, max_attempts: u32) -> NewJob {
+    NewJob {
+        kind: effect.kind().to_string(),
+        payload: serde_json::to_value(effect).unwrap_or_default(),
+        idempotency_key,
+        ordering_key: effect.ordering_key(),
+        run_at: now,
+        max_attempts,
+    }
+}

@@ -1,0 +1,244 @@
+//! Leases due jobs and performs them. One worker per process; on PostgreSQL several processes share the
+//! queue safely because each claim is a lease taken with `FOR UPDATE SKIP LOCKED`.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+
+use super::effect::{Effect, EffectOutcome, base_conversation};
+use crate::botframework::connector::{ConnectorClient, ConnectorError};
+use crate::botframework::retry::RetryPolicy;
+use crate::clock::{Clock, millis};
+use crate::store::{Job, JobStatus, Store, StoreError};
+
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    pub concurrency: usize,
+    pub lease: Duration,
+    pub policy: RetryPolicy,
+    pub poll_interval: Duration,
+    pub dedup_retention: Duration,
+}
+
+#[derive(Clone)]
+pub struct Worker {
+    id: String,
+    store: Arc<dyn Store>,
+    connector: ConnectorClient,
+    clock: Clock,
+    settings: WorkerSettings,
+    notify: Arc<Notify>,
+}
+
+impl Worker {
+    pub fn new(
+        store: Arc<dyn Store>,
+        connector: ConnectorClient,
+        clock: Clock,
+        settings: WorkerSettings,
+    ) -> Self {
+        Self {
+            id: format!("worker-{}", uuid::Uuid::new_v4()),
+            store,
+            connector,
+            clock,
+            settings,
+            notify: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Wakes the worker loop after this process enqueued work, so replies leave at once instead of at the
+    /// next poll.
+    pub fn notifier(&self) -> Arc<Notify> {
+        self.notify.clone()
+    }
+
+    /// Claims the jobs due now (up to the concurrency limit) and performs them; returns how many ran.
+    pub async fn run_due(&self) -> Result<usize, StoreError> {
+        let now = self.clock.now();
+        let limit = u32::try_from(self.settings.concurrency).unwrap_or(u32::MAX);
+        let jobs = self
+            .store
+            .claim_jobs(&self.id, now, now + millis(self.settings.lease), limit)
+            .await?;
+        let count = jobs.len();
+        let mut running = JoinSet::new();
+        for job in jobs {
+            let worker = self.clone();
+            running.spawn(async move { worker.execute(job).await });
+        }
+        while let Some(done) = running.join_next().await {
+            if let Err(e) = done {
+                tracing::error!(error = %e, "job task failed");
+            }
+        }
+        Ok(count)
+    }
+
+    /// Runs due jobs until none is left due now (tests use it to drain the queue without sleeping).
+    pub async fn drain(&self) -> Result<usize, StoreError> {
+        let mut total = 0;
+        loop {
+            let n = self.run_due().await?;
+            if n == 0 {
+                return Ok(total);
+            }
+            total += n;
+        }
+    }
+
+    /// The background loop: run what is due, then sleep until the next job is due, the poll interval
+    /// passes, or this process enqueues something.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut last_prune: Option<Instant> = None;
+        loop {
+            let ran = match self.run_due().await {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(error = %e, "claiming jobs failed; will retry");
+                    0
+                }
+            };
+            if last_prune.is_none_or(|t| t.elapsed() > Duration::from_secs(3600)) {
+                last_prune = Some(Instant::now());
+                let before = self.clock.now() - millis(self.settings.dedup_retention);
+                if let Err(e) = self.store.prune_inbound(before).await {
+                    tracing::warn!(error = %e, "pruning inbound activity ids failed");
+                }
+            }
+            if ran > 0 {
+                continue;
+            }
+            let wait = match self.store.next_job_due().await {
+                Ok(Some(due)) => {
+                    let ms = u64::try_from((due - self.clock.now()).max(0)).unwrap_or(0);
+                    Duration::from_millis(ms).min(self.settings.poll_interval)
+                }
+                _ => self.settings.poll_interval,
+            };
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = self.notify.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(job.id = job.id, job.kind = %job.kind, job.attempt = job.attempts))]
+    async fn execute(&self, job: Job) {
+        let effect: Effect = match serde_json::from_value(job.payload.clone()) {
+            Ok(e) => e,
+            Err(e) => {
+                self.finish(&job, JobStatus::Dead, &format!("unreadable payload: {e}"))
+                    .await;
+                return;
+            }
+        };
+        // A lease that expired after the last allowed attempt: the worker died mid-job too often.
+        if job.attempts > job.max_attempts {
+            self.finish(&job, JobStatus::Dead, "attempts exhausted")
+                .await;
+            return;
+        }
+        let started = Instant::now();
+        let outcome = effect.perform(&self.connector).await;
+        metrics::histogram!("fieldbot_job_duration_seconds", "kind" => job.kind.clone())
+            .record(started.elapsed().as_secs_f64());
+        let now = self.clock.now();
+        match outcome {
+            EffectOutcome::Done(result) => {
+                match self.store.complete_job(job.id, &self.id, result, now).await {
+                    Ok(true) => {
+                        metrics::counter!("fieldbot_jobs_completed_total", "kind" => job.kind.clone())
+                            .increment(1);
+                    }
+                    Ok(false) => tracing::warn!("job finished after its lease was taken over"),
+                    Err(e) => tracing::error!(error = %e, "recording a finished job failed"),
+                }
+            }
+            EffectOutcome::Failed {
+                error,
+                idempotent,
+                conversation_id,
+            } => {
+                self.handle_failure(&job, error, idempotent, &conversation_id)
+                    .await
+            }
+        }
+    }
+
+    async fn handle_failure(
+        &self,
+        job: &Job,
+        error: ConnectorError,
+        idempotent: bool,
+        conversation_id: &str,
+    ) {
+        let text = error.to_string();
+        if let ConnectorError::NotInConversation { code, .. } = &error {
+            let reason = if code.is_empty() {
+                "not found"
+            } else {
+                code.as_str()
+            };
+            let conversation = base_conversation(conversation_id);
+            tracing::warn!(
+                conversation.id = conversation,
+                reason,
+                "conversation reference is dead"
+            );
+            if let Err(e) = self
+                .store
+                .mark_conversation_dead(conversation, reason, self.clock.now())
+                .await
+            {
+                tracing::error!(error = %e, "marking a conversation dead failed");
+            }
+            self.finish(job, JobStatus::Dead, &text).await;
+            return;
+        }
+        if matches!(error, ConnectorError::Unconfirmed(_)) && !idempotent {
+            tracing::warn!(error = %text, "a non-idempotent call may have happened; not re-sending it");
+            self.finish(job, JobStatus::Unconfirmed, &text).await;
+            return;
+        }
+        if error.is_retryable(idempotent) && !self.settings.policy.exhausted(job.attempts) {
+            let delay = self
+                .settings
+                .policy
+                .next_delay(job.attempts, error.retry_after());
+            let now = self.clock.now();
+            tracing::info!(error = %text, delay_ms = delay.as_millis() as u64, "job will be retried");
+            metrics::counter!("fieldbot_jobs_retried_total", "kind" => job.kind.clone())
+                .increment(1);
+            if let Err(e) = self
+                .store
+                .retry_job(job.id, &self.id, now + millis(delay), &text, now)
+                .await
+            {
+                tracing::error!(error = %e, "rescheduling a job failed");
+            }
+            return;
+        }
+        self.finish(job, JobStatus::Dead, &text).await;
+    }
+
+    async fn finish(&self, job: &Job, status: JobStatus, error: &str) {
+        if status == JobStatus::Dead {
+            tracing::error!(error, "job dead-lettered");
+        }
+        metrics::counter!("fieldbot_jobs_failed_total", "kind" => job.kind.clone(), "status" => status.as_str())
+            .increment(1);
+        if let Err(e) = self
+            .store
+            .fail_job(job.id, &self.id, status, error, self.clock.now())
+            .await
+        {
+            tracing::error!(error = %e, "recording a failed job failed");
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! The command line: `serve`, `migrate`, `print-config`. Everything else lives in the library.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use fieldbot::app::Application;
+use fieldbot::config::Settings;
+
+#[derive(Parser)]
+#[command(
+    name = "fieldbot",
+    version,
+    about = "Teams bot for FastTrack Managers working with the Field"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the webhook, the operator endpoints and the job worker.
+    Serve,
+    /// Create or upgrade the database schema, then exit.
+    Migrate,
+    /// Print the effective configuration (defaults < config/$FIELDBOT_ENV.toml < FIELDBOT__* env), secrets redacted.
+    PrintConfig,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::load() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("fieldbot: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match cli.command {
+        Command::PrintConfig => settings
+            .redacted_toml()
+            .map(|t| print!("{t}"))
+            .map_err(Into::into),
+        Command::Migrate => migrate(&settings).await,
+        Command::Serve => serve(settings).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("fieldbot: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    let store = fieldbot::store::connect(&settings.store.url, 1).await?;
+    println!("store {} is migrated", store.backend());
+    Ok(())
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    fieldbot::telemetry::init_tracing(&settings.telemetry, std::io::stdout)?;
+    let app = Application::build(settings.clone()).await?;
+    tracing::info!(
+        addr = %app.local_addr(),
+        mode = if settings.is_local() { "local" } else { "production" },
+        store = app.store().backend(),
+        graph = ?settings.graph_mode(),
+        "fieldbot is listening"
+    );
+    app.run_until_stopped(shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,370 @@
+//! Durable state behind one trait with a SQLite and a PostgreSQL implementation, chosen by the `store.url`
+//! scheme. Methods state their intent; each one that changes state does so in a single transaction, and the
+//! jobs an activity causes are written in the same transaction as the activity's de-duplication row.
+
+mod postgres;
+mod sql;
+mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::clock::Millis;
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("store failure: {0}")]
+    Other(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::RowNotFound => StoreError::NotFound,
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                StoreError::Conflict(db.message().to_string())
+            }
+            other => StoreError::Other(anyhow::Error::new(other)),
+        }
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        StoreError::Other(anyhow::Error::new(e).context("migrations failed"))
+    }
+}
+
+/// Identifies one inbound activity for de-duplication.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundKey {
+    pub channel_id: String,
+    pub conversation_id: String,
+    pub activity_id: String,
+}
+
+/// Where and how to reach a conversation proactively.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ConversationRef {
+    pub conversation_id: String,
+    pub service_url: String,
+    pub tenant_id: Option<String>,
+    pub team_id: Option<String>,
+    pub team_name: Option<String>,
+    pub channel_id: Option<String>,
+    pub bot_id: Option<String>,
+    pub conversation_type: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredConversation {
+    pub reference: ConversationRef,
+    pub live: bool,
+    pub dead_reason: Option<String>,
+    pub updated_at: Millis,
+}
+
+/// A state change an activity causes, applied atomically with its jobs.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// Keep the reference current (serviceUrl can change); revives nothing that was marked dead.
+    TouchConversation(ConversationRef),
+    /// The bot was installed: the reference becomes live. `welcome` is enqueued only when it was not live
+    /// before, so the two activities Teams sends on install give one welcome card.
+    InstallConversation {
+        reference: ConversationRef,
+        welcome: Vec<NewJob>,
+    },
+    MarkConversationDead {
+        conversation_id: String,
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewJob {
+    pub kind: String,
+    pub payload: Value,
+    /// Unique forever: enqueueing the same key twice stores one job.
+    pub idempotency_key: String,
+    /// Jobs with the same ordering key run one at a time, oldest first (one conversation's replies in order).
+    pub ordering_key: Option<String>,
+    pub run_at: Millis,
+    pub max_attempts: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobStatus {
+    Pending,
+    Running,
+    Done,
+    /// Attempts exhausted or a permanent failure: kept for the operator, never retried automatically.
+    Dead,
+    /// A non-idempotent call may or may not have happened (timeout after sending); not re-sent blindly.
+    Unconfirmed,
+}
+
+impl JobStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Pending => "pending",
+            JobStatus::Running => "running",
+            JobStatus::Done => "done",
+            JobStatus::Dead => "dead",
+            JobStatus::Unconfirmed => "unconfirmed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => JobStatus::Pending,
+            "running" => JobStatus::Running,
+            "done" => JobStatus::Done,
+            "dead" => JobStatus::Dead,
+            "unconfirmed" => JobStatus::Unconfirmed,
+            _ => return None,
+        })
+    }
+
+    pub const ALL: [JobStatus; 5] = [
+        JobStatus::Pending,
+        JobStatus::Running,
+        JobStatus::Done,
+        JobStatus::Dead,
+        JobStatus::Unconfirmed,
+    ];
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    pub id: i64,
+    pub kind: String,
+    pub payload: Value,
+    pub idempotency_key: String,
+    pub ordering_key: Option<String>,
+    pub status: JobStatus,
+    /// Attempts started so far, including the current one for a claimed job.
+    pub attempts: u32,
+    pub max_attempts: u32,
+    pub run_at: Millis,
+    pub locked_by: Option<String>,
+    pub last_error: Option<String>,
+    pub result: Option<Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Commit {
+    Applied,
+    /// The activity id was seen before: nothing was applied; the first response is returned again.
+    Duplicate {
+        response: Option<String>,
+    },
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    fn backend(&self) -> &'static str;
+
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// `Some(response)` when this activity was already processed.
+    async fn activity_seen(&self, key: &InboundKey) -> Result<Option<Option<String>>, StoreError>;
+
+    /// Records the activity as processed and applies its changes and jobs in one transaction.
+    async fn commit_activity(
+        &self,
+        key: Option<&InboundKey>,
+        now: Millis,
+        changes: Vec<Change>,
+        jobs: Vec<NewJob>,
+        response: Option<String>,
+    ) -> Result<Commit, StoreError>;
+
+    async fn conversation(&self, id: &str) -> Result<Option<StoredConversation>, StoreError>;
+
+    async fn mark_conversation_dead(
+        &self,
+        id: &str,
+        reason: &str,
+        now: Millis,
+    ) -> Result<(), StoreError>;
+
+    /// Enqueues jobs outside an activity; duplicates by idempotency key are ignored. Returns how many were new.
+    async fn enqueue_jobs(&self, jobs: Vec<NewJob>, now: Millis) -> Result<u64, StoreError>;
+
+    /// Leases up to `limit` due jobs to `worker` until `lease_until`: pending jobs whose time has come, and
+    /// running jobs whose lease expired (their worker died). Counts an attempt for each.
+    async fn claim_jobs(
+        &self,
+        worker: &str,
+        now: Millis,
+        lease_until: Millis,
+        limit: u32,
+    ) -> Result<Vec<Job>, StoreError>;
+
+    /// Each finishing call applies only while `worker` still holds the lease; false means it was lost.
+    async fn complete_job(
+        &self,
+        id: i64,
+        worker: &str,
+        result: Option<Value>,
+        now: Millis,
+    ) -> Result<bool, StoreError>;
+
+    async fn retry_job(
+        &self,
+        id: i64,
+        worker: &str,
+        run_at: Millis,
+        error: &str,
+        now: Millis,
+    ) -> Result<bool, StoreError>;
+
+    async fn fail_job(
+        &self,
+        id: i64,
+        worker: &str,
+        status: JobStatus,
+        error: &str,
+        now: Millis,
+    ) -> Result<bool, StoreError>;
+
+    /// Puts a dead or unconfirmed job back in the queue (an operator's reconcile decision).
+    async fn requeue_job(&self, id: i64, now: Millis) -> Result<bool, StoreError>;
+
+    /// The earliest time a job could become claimable, if any.
+    async fn next_job_due(&self) -> Result<Option<Millis>, StoreError>;
+
+    async fn job_counts(&self) -> Result<Vec<(JobStatus, i64)>, StoreError>;
+
+    async fn jobs_with_status(&self, status: JobStatus, limit: u32)
+    -> Result<Vec<Job>, StoreError>;
+
+    async fn job_by_key(&self, idempotency_key: &str) -> Result<Option<Job>, StoreError>;
+
+    /// Forgets inbound activity ids older than `before`.
+    async fn prune_inbound(&self, before: Millis) -> Result<u64, StoreError>;
+}
+
+/// Opens (and migrates) the store named by `url`: `sqlite://…` or `postgres://…`.
+pub async fn connect(url: &str, max_connections: u32) -> Result<Arc<dyn Store>, StoreError> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::connect(url, max_connections).await?))
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Ok(Arc::new(
+            PostgresStore::connect(url, max_connections).await?,
+        ))
+    } else {
+        Err(StoreError::Other(anyhow::anyhow!(
+            "store.url must start with sqlite:// or postgres://"
+        )))
+    }
+}
+
+/// A job row as both backends return it.
+#[derive(sqlx::FromRow)]
+struct JobRow {
+    id: i64,
+    kind: String,
+    payload: String,
+    idempotency_key: String,
+    ordering_key: Option<String>,
+    status: String,
+    attempts: i64,
+    max_attempts: i64,
+    run_at: i64,
+    locked_by: Option<String>,
+    last_error: Option<String>,
+    result: Option<String>,
+}
+
+impl TryFrom<JobRow> for Job {
+    type Error = StoreError;
+    fn try_from(r: JobRow) -> Result<Self, StoreError> {
+        let payload = serde_json::from_str(&r.payload).map_err(|e| {
+            StoreError::Other(anyhow::anyhow!(
+                "job {} has an unreadable payload: {e}",
+                r.id
+            ))
+        })?;
+        Ok(Job {
+            id: r.id,
+            kind: r.kind,
+            payload,
+            idempotency_key: r.idempotency_key,
+            ordering_key: r.ordering_key,
+            status: JobStatus::parse(&r.status).ok_or_else(|| {
+                StoreError::Other(anyhow::anyhow!("job {} has status {:?}", r.id, r.status))
+            })?,
+            attempts: u32::try_from(r.attempts).unwrap_or(0),
+            max_attempts: u32::try_from(r.max_attempts).unwrap_or(1),
+            run_at: r.run_at,
+            locked_by: r.locked_by,
+            last_error: r.last_error,
+            result: r.result.and_then(|s| serde_json::from_str(&s).ok()),
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct ConversationRow {
+    conversation_id: String,
+    service_url: String,
+    tenant_id: Option<String>,
+    team_id: Option<String>,
+    team_name: Option<String>,
+    channel_id: Option<String>,
+    bot_id: Option<String>,
+    conversation_type: Option<String>,
+    status: String,
+    dead_reason: Option<String>,
+    updated_at: i64,
+}
+
+impl From<ConversationRow> for StoredConversation {
+    fn from(r: ConversationRow) -> Self {
+        StoredConversation {
+            reference: ConversationRef {
+                conversation_id: r.conversation_id,
+                service_url: r.service_url,
+                tenant_id: r.tenant_id,
+                team_id: r.team_id,
+                team_name: r.team_name,
+                channel_id: r.channel_id,
+                bot_id: r.bot_id,
+                conversation_type: r.conversation_type,
+            },
+            live: r.status == "live",
+            dead_reason: r.dead_reason,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+const JOB_COLUMNS: &str = "id, kind, payload, idempotency_key, ordering_key, status, attempts, max_attempts, \
+     run_at, locked_by, last_error, result";
+
+const CONVERSATION_COLUMNS: &str = "conversation_id, service_url, tenant_id, team_id, team_name, channel_id, \
+     bot_id, conversation_type, status, dead_reason, updated_at";
+
+/// Truncates error text stored with a job so one huge response body cannot bloat the table.
+fn clip(error: &str) -> String {
+    const MAX: usize = 2000;
+    if error.len() <= MAX {
+        return error.to_string();
+    }
+    let mut end = MAX;
+    while !error.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", error.get(..end).unwrap_or_default())
+}

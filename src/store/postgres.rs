@@ -1,0 +1,31 @@
+//! PostgreSQL: several replicas share one database; job claims use `FOR UPDATE SKIP LOCKED` so each job is
+//! leased to exactly one of them.
+
+use std::str::FromStr;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+use super::sql::{self, impl_store};
+use super::{
+    CONVERSATION_COLUMNS, Change, Commit, ConversationRef, ConversationRow, InboundKey,
+    JOB_COLUMNS, Job, JobRow, JobStatus, NewJob, StoreError, StoredConversation, clip,
+};
+use crate::clock::Millis;
+
+pub struct PostgresStore {
+    pool: sqlx::PgPool,
+}
+
+impl PostgresStore {
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url)?.application_name("fieldbot");
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        Ok(Self { pool })
+    }
+}
+
+impl_store!(PostgresStore, sqlx::Postgres, "postgres", true);

@@ -1,0 +1,48 @@
+//! SQLite: the embedded default for one process. WAL lets readers run beside the single writer; every
+//! transaction writes first, so the busy timeout (not an immediate SQLITE_BUSY) governs contention.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+use super::sql::{self, impl_store};
+use super::{
+    CONVERSATION_COLUMNS, Change, Commit, ConversationRef, ConversationRow, InboundKey,
+    JOB_COLUMNS, Job, JobRow, JobStatus, NewJob, StoreError, StoredConversation, clip,
+};
+use crate::clock::Millis;
+
+pub struct SqliteStore {
+    pool: sqlx::SqlitePool,
+}
+
+impl SqliteStore {
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: a committed activity survives power loss, not only a process crash.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        if let Some(parent) = options.get_filename().parent()
+            && !parent.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                StoreError::Other(anyhow::Error::new(e).context(format!(
+                    "cannot create the database directory {}",
+                    parent.display()
+                )))
+            })?;
+        }
+        let pool = SqlitePoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        Ok(Self { pool })
+    }
+}
+
+impl_store!(SqliteStore, sqlx::Sqlite, "sqlite", false);

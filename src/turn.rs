@@ -1,0 +1,287 @@
+//! One turn: what an inbound activity changes and which effects it causes. The result is applied atomically
+//! by the store (with the activity's de-duplication row) and the effects leave through the job queue, so the
+//! webhook only computes and commits.
+
+use serde_json::{Value, json};
+
+use crate::botframework::activity::Activity;
+use crate::cards;
+use crate::clock::Millis;
+use crate::commands::{self, Command, ParseError, Reply};
+use crate::jobs::{self, Effect};
+use crate::store::{Change, ConversationRef, NewJob};
+
+pub const ADAPTIVE_CARD: &str = "application/vnd.microsoft.card.adaptive";
+
+pub struct TurnContext {
+    pub now: Millis,
+    pub max_attempts: u32,
+}
+
+#[derive(Debug, Default)]
+pub struct TurnOutcome {
+    pub changes: Vec<Change>,
+    pub jobs: Vec<NewJob>,
+    /// The synchronous answer to an `invoke` (the HTTP response body).
+    pub invoke_response: Option<Value>,
+    /// Nothing to record: the activity type is not one fieldbot acts on.
+    pub ignored: bool,
+}
+
+pub fn handle(activity: &Activity, ctx: &TurnContext) -> TurnOutcome {
+    match activity.kind.as_str() {
+        "message" => on_message(activity, ctx),
+        "invoke" => on_invoke(activity, ctx),
+        "installationUpdate" => on_installation_update(activity, ctx),
+        "conversationUpdate" => on_conversation_update(activity, ctx),
+        _ => TurnOutcome {
+            ignored: true,
+            ..TurnOutcome::default()
+        },
+    }
+}
+
+fn on_message(activity: &Activity, ctx: &TurnContext) -> TurnOutcome {
+    let mut out = TurnOutcome::default();
+    out.changes.extend(touch(activity));
+    let text = activity.text.as_deref().unwrap_or_default();
+    let submitted = activity.value.as_ref().filter(|v| v.is_object());
+    let parsed = match submitted {
+        // An Action.Submit (the fallback of every Action.Execute) arrives as a message without text.
+        Some(value) if text.trim().is_empty() => {
+            let verb = value
+                .get("verb")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            commands::parse_action(verb, value)
+        }
+        _ => {
+            let mentions = activity.mentions();
+            let cleaned = commands::strip_bot_mentions(
+                text,
+                &mentions,
+                activity.bot_id().unwrap_or_default(),
+            );
+            commands::parse(&cleaned, &mentions)
+        }
+    };
+    let reply = answer(parsed);
+    out.jobs
+        .extend(reply_job(activity, ctx, "reply", reply_activity(reply)));
+    out
+}
+
+fn answer(parsed: Result<Command, ParseError>) -> Reply {
+    match parsed {
+        Ok(command) => commands::execute(&command),
+        Err(e) => Reply::Text(e.user_message()),
+    }
+}
+
+fn on_invoke(activity: &Activity, _ctx: &TurnContext) -> TurnOutcome {
+    let mut out = TurnOutcome::default();
+    out.changes.extend(touch(activity));
+    if activity.name.as_deref() != Some("adaptiveCard/action") {
+        // Other invokes (task modules, message extensions) are not part of fieldbot: acknowledged, ignored.
+        out.ignored = true;
+        return out;
+    }
+    let action = activity.value.as_ref().and_then(|v| v.get("action"));
+    let Some(action) = action.filter(|a| a.is_object()) else {
+        out.invoke_response = Some(invoke_error(
+            400,
+            "BadRequest",
+            "The invoke carries no action.",
+        ));
+        return out;
+    };
+    if action.get("type").and_then(Value::as_str) != Some("Action.Execute") {
+        out.invoke_response = Some(invoke_error(
+            400,
+            "NotSupported",
+            "Only Action.Execute is supported.",
+        ));
+        return out;
+    }
+    let verb = action
+        .get("verb")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let data = action.get("data").cloned().unwrap_or(Value::Null);
+    out.invoke_response = Some(match commands::parse_action(verb, &data) {
+        Ok(command) => match commands::execute(&command) {
+            Reply::Card(card) => json!({ "statusCode": 200, "type": ADAPTIVE_CARD, "value": card }),
+            Reply::Text(text) => json!({
+                "statusCode": 200,
+                "type": "application/vnd.microsoft.activity.message",
+                "value": text,
+            }),
+        },
+        Err(e) => {
+            let code = match e {
+                ParseError::UnknownVerb { .. } => "UnknownVerb",
+                _ => "BadRequest",
+            };
+            invoke_error(400, code, &e.user_message())
+        }
+    });
+    out
+}
+
+fn invoke_error(status: u16, code: &str, message: &str) -> Value {
+    json!({
+        "statusCode": status,
+        "type": "application/vnd.microsoft.error",
+        "value": { "code": code, "message": message },
+    })
+}
+
+fn on_installation_update(activity: &Activity, ctx: &TurnContext) -> TurnOutcome {
+    let mut out = TurnOutcome::default();
+    match activity.action.as_deref() {
+        Some("add") | Some("add-upgrade") => install(activity, ctx, &mut out),
+        Some("remove") | Some("remove-upgrade") => {
+            if let Some(id) = activity.base_conversation_id() {
+                out.changes.push(Change::MarkConversationDead {
+                    conversation_id: id.to_string(),
+                    reason: "uninstalled".into(),
+                });
+            }
+        }
+        _ => out.ignored = true,
+    }
+    out
+}
+
+fn on_conversation_update(activity: &Activity, ctx: &TurnContext) -> TurnOutcome {
+    let mut out = TurnOutcome::default();
+    if activity.includes_bot(&activity.members_added) {
+        install(activity, ctx, &mut out);
+    } else if activity.includes_bot(&activity.members_removed)
+        || matches!(
+            activity.event_type(),
+            Some("teamDeleted") | Some("teamHardDeleted")
+        )
+    {
+        if let Some(id) = activity.base_conversation_id() {
+            out.changes.push(Change::MarkConversationDead {
+                conversation_id: id.to_string(),
+                reason: "bot removed".into(),
+            });
+        }
+    } else {
+        out.ignored = true;
+    }
+    out
+}
+
+/// The bot was added: remember how to reach this conversation and greet it once.
+fn install(activity: &Activity, ctx: &TurnContext, out: &mut TurnOutcome) {
+    let (Some(reference), Some(service_url)) =
+        (reference(activity), activity.service_url.as_deref())
+    else {
+        out.ignored = true;
+        return;
+    };
+    // In a team the welcome belongs in the channel the installing user picked.
+    let target = activity
+        .selected_channel_id()
+        .unwrap_or(&reference.conversation_id)
+        .to_string();
+    if target != reference.conversation_id {
+        out.changes.push(Change::TouchConversation(ConversationRef {
+            conversation_id: target.clone(),
+            channel_id: Some(target.clone()),
+            conversation_type: Some("channel".into()),
+            ..reference.clone()
+        }));
+    }
+    let effect = Effect::ConnectorSend {
+        service_url: service_url.to_string(),
+        conversation_id: target,
+        reply_to_id: None,
+        activity: card_activity(cards::welcome_card(activity.team_name())),
+    };
+    let welcome = jobs::job(
+        &effect,
+        format!("{}:welcome", activity_key(activity)),
+        ctx.now,
+        ctx.max_attempts,
+    );
+    out.changes.push(Change::InstallConversation {
+        reference,
+        welcome: vec![welcome],
+    });
+}
+
+fn touch(activity: &Activity) -> Option<Change> {
+    reference(activity).map(Change::TouchConversation)
+}
+
+fn reference(activity: &Activity) -> Option<ConversationRef> {
+    let conversation_id = activity.base_conversation_id()?.to_string();
+    let conversation_type = activity
+        .conversation
+        .as_ref()
+        .and_then(|c| c.conversation_type.clone());
+    let channel_id = activity
+        .channel_data_channel_id()
+        .map(str::to_string)
+        .or_else(|| {
+            (conversation_type.as_deref() == Some("channel")).then(|| conversation_id.clone())
+        });
+    Some(ConversationRef {
+        service_url: activity.service_url.clone()?,
+        tenant_id: activity.tenant_id().map(str::to_string),
+        team_id: activity.team_id().map(str::to_string),
+        team_name: activity.team_name().map(str::to_string),
+        channel_id,
+        bot_id: activity.bot_id().map(str::to_string),
+        conversation_type,
+        conversation_id,
+    })
+}
+
+/// Unique per inbound activity, so the jobs it causes are enqueued once however often it is delivered.
+fn activity_key(activity: &Activity) -> String {
+    match (&activity.id, activity.conversation_id()) {
+        (Some(id), Some(conv)) => format!(
+            "{}/{}/{}",
+            activity.channel_id.as_deref().unwrap_or_default(),
+            conv,
+            id
+        ),
+        _ => uuid::Uuid::new_v4().to_string(),
+    }
+}
+
+fn reply_job(activity: &Activity, ctx: &TurnContext, label: &str, body: Value) -> Option<NewJob> {
+    let effect = Effect::ConnectorSend {
+        service_url: activity.service_url.clone()?,
+        conversation_id: activity.conversation_id()?.to_string(),
+        reply_to_id: activity.id.clone(),
+        activity: body,
+    };
+    Some(jobs::job(
+        &effect,
+        format!("{}:{label}", activity_key(activity)),
+        ctx.now,
+        ctx.max_attempts,
+    ))
+}
+
+fn reply_activity(reply: Reply) -> Value {
+    match reply {
+        Reply::Card(card) => card_activity(card),
+        Reply::Text(text) => json!({ "type": "message", "textFormat": "markdown", "text": text }),
+    }
+}
+
+/// A card goes alone in its activity: text beside it makes Teams split the message and lose the id that
+/// later updates need.
+pub fn card_activity(card: Value) -> Value {
+    json!({
+        "type": "message",
+        "attachments": [{ "contentType": ADAPTIVE_CARD, "content": card }],
+    })
+}

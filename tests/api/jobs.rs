@@ -1,0 +1,210 @@
+//! The durable effect queue through the real app: throttling, transient and permanent Connector failures,
+//! and crash safety across a restart.
+
+use std::time::Duration;
+
+use fieldbot::store::JobStatus;
+use serde_json::json;
+use wiremock::matchers::{method, path_regex};
+use wiremock::{Mock, ResponseTemplate};
+
+use crate::helpers::*;
+
+const REPLY: &str = r"^/v3/conversations/.+/activities/.+$";
+
+#[tokio::test]
+async fn throttled_replies_wait_for_retry_after_then_go_out() {
+    let app = spawn_app().await;
+    Mock::given(method("POST"))
+        .and(path_regex(REPLY))
+        .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "7"))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&app.connector)
+        .await;
+    app.post_activity(&app.message("help")).await;
+    let before = app.clock.now();
+    app.run_pending_jobs().await;
+    assert_eq!(app.connector_requests().await.len(), 1);
+    let pending = app
+        .store
+        .jobs_with_status(JobStatus::Pending, 10)
+        .await
+        .unwrap();
+    assert_eq!(pending.len(), 1);
+    let wait = pending[0].run_at - before;
+    assert!(
+        (7000..9000).contains(&wait),
+        "Retry-After honoured, waited {wait} ms"
+    );
+
+    // Not before its time…
+    app.clock.advance(Duration::from_secs(5));
+    assert_eq!(app.run_pending_jobs().await, 0);
+    // …and then exactly once more.
+    app.clock.advance(Duration::from_secs(3));
+    assert_eq!(app.run_pending_jobs().await, 1);
+    assert_eq!(app.connector_requests().await.len(), 2);
+    assert_eq!(
+        app.store
+            .jobs_with_status(JobStatus::Done, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_503_is_retried_with_backoff_and_then_succeeds() {
+    let app = spawn_app().await;
+    Mock::given(method("POST"))
+        .and(path_regex(REPLY))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(2)
+        .with_priority(1)
+        .mount(&app.connector)
+        .await;
+    app.post_activity(&app.message("roles")).await;
+    for _ in 0..3 {
+        app.run_pending_jobs().await;
+        app.clock.advance(Duration::from_secs(60));
+    }
+    assert_eq!(app.connector_requests().await.len(), 3);
+    let done = app
+        .store
+        .jobs_with_status(JobStatus::Done, 10)
+        .await
+        .unwrap();
+    assert_eq!(done.len(), 1);
+    assert_eq!(done[0].attempts, 3);
+}
+
+#[tokio::test]
+async fn a_permanent_400_is_dead_lettered_without_a_retry_storm() {
+    let app = spawn_app().await;
+    Mock::given(method("POST"))
+        .and(path_regex(REPLY))
+        .respond_with(
+            ResponseTemplate::new(400)
+                .set_body_json(json!({ "error": { "code": "BadArgument", "message": "bad" } })),
+        )
+        .with_priority(1)
+        .mount(&app.connector)
+        .await;
+    app.post_activity(&app.message("help")).await;
+    for _ in 0..5 {
+        app.run_pending_jobs().await;
+        app.clock.advance(Duration::from_secs(600));
+    }
+    assert_eq!(
+        app.connector_requests().await.len(),
+        1,
+        "a permanent failure is not retried"
+    );
+    let dead = app
+        .store
+        .jobs_with_status(JobStatus::Dead, 10)
+        .await
+        .unwrap();
+    assert_eq!(dead.len(), 1);
+    assert!(
+        dead[0]
+            .last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("BadArgument")
+    );
+    // The conversation is still fine: a bad request is not a dead reference.
+    assert!(app.store.conversation(CHANNEL).await.unwrap().unwrap().live);
+}
+
+#[tokio::test]
+async fn retries_stop_after_max_attempts() {
+    let app = spawn_app().await;
+    Mock::given(method("POST"))
+        .and(path_regex(REPLY))
+        .respond_with(ResponseTemplate::new(502))
+        .with_priority(1)
+        .mount(&app.connector)
+        .await;
+    app.post_activity(&app.message("help")).await;
+    for _ in 0..10 {
+        app.run_pending_jobs().await;
+        app.clock.advance(Duration::from_secs(600));
+    }
+    assert_eq!(
+        app.connector_requests().await.len(),
+        app.settings.jobs.max_attempts as usize
+    );
+    assert_eq!(
+        app.store
+            .jobs_with_status(JobStatus::Dead, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_post_that_timed_out_is_not_resent_blindly() {
+    let app = spawn_app().await;
+    Mock::given(method("POST"))
+        .and(path_regex(REPLY))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_delay(Duration::from_secs(5))
+                .set_body_json(json!({"id": "x"})),
+        )
+        .with_priority(1)
+        .mount(&app.connector)
+        .await;
+    app.post_activity(&app.message("help")).await;
+    app.run_pending_jobs().await;
+    app.clock.advance(Duration::from_secs(600));
+    app.run_pending_jobs().await;
+    assert_eq!(app.connector_requests().await.len(), 1);
+    let unconfirmed = app
+        .store
+        .jobs_with_status(JobStatus::Unconfirmed, 10)
+        .await
+        .unwrap();
+    assert_eq!(unconfirmed.len(), 1, "recorded for reconciliation");
+}
+
+#[tokio::test]
+async fn a_job_accepted_before_a_stop_runs_after_restart() {
+    let app = spawn_app().await;
+    assert_eq!(app.post_activity(&app.message("help")).await.status(), 200);
+    // The process stops before its worker ran anything.
+    let (db, identity, connector) = app.stop().await;
+    assert!(
+        connector
+            .received_requests()
+            .await
+            .unwrap()
+            .iter()
+            .all(|r| !r.url.path().starts_with("/v3/"))
+    );
+
+    // A new process on the same database, with its background worker running for real.
+    let app = spawn_with(Options {
+        db: Some(db),
+        identity: Some(identity),
+        connector: Some(connector),
+        run_worker: true,
+        ..Options::default()
+    })
+    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while app.connector_requests().await.is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the job never ran after restart"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(app.connector_requests().await.len(), 1);
+}

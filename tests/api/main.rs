@@ -1,0 +1,10 @@
+//! Integration tests: one binary (links once). Each test starts the real application against local fakes.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod auth;
+mod commands;
+mod helpers;
+mod install;
+mod jobs;
+mod store_contract;
+mod webhook;

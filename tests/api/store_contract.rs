@@ -1,0 +1,332 @@
+//! One story through the `Store` trait, run against SQLite and PostgreSQL on every test run (a fresh
+//! database each). The PostgreSQL half fails, never skips, when the server is unreachable.
+
+use std::sync::Arc;
+
+use fieldbot::store::{
+    Change, Commit, ConversationRef, InboundKey, JobStatus, NewJob, Store, connect,
+};
+use serde_json::json;
+
+use crate::helpers::{Backend, TestDb};
+
+async fn store(backend: Backend) -> (Arc<dyn Store>, TestDb) {
+    let db = TestDb::new(backend).await;
+    (
+        connect(&db.url, 4)
+            .await
+            .expect("store connects and migrates"),
+        db,
+    )
+}
+
+fn job(key: &str, ordering: Option<&str>, run_at: i64) -> NewJob {
+    NewJob {
+        kind: "test".into(),
+        payload: json!({ "key": key }),
+        idempotency_key: key.into(),
+        ordering_key: ordering.map(str::to_string),
+        run_at,
+        max_attempts: 3,
+    }
+}
+
+fn reference(id: &str) -> ConversationRef {
+    ConversationRef {
+        conversation_id: id.into(),
+        service_url: "https://smba.trafficmanager.net/emea/".into(),
+        tenant_id: Some("t1".into()),
+        team_id: Some("team".into()),
+        ..ConversationRef::default()
+    }
+}
+
+async fn activity_story(s: &dyn Store) {
+    let key = InboundKey {
+        channel_id: "msteams".into(),
+        conversation_id: "c1".into(),
+        activity_id: "a1".into(),
+    };
+    assert_eq!(s.activity_seen(&key).await.unwrap(), None);
+    let commit = s
+        .commit_activity(
+            Some(&key),
+            1000,
+            vec![Change::TouchConversation(reference("c1"))],
+            vec![job("j1", Some("c1"), 1000)],
+            Some("{\"ok\":1}".into()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(commit, Commit::Applied);
+    assert_eq!(
+        s.activity_seen(&key).await.unwrap(),
+        Some(Some("{\"ok\":1}".into()))
+    );
+    // A re-delivery applies nothing, returns the first response, and enqueues no second job.
+    let again = s
+        .commit_activity(
+            Some(&key),
+            2000,
+            vec![Change::MarkConversationDead {
+                conversation_id: "c1".into(),
+                reason: "x".into(),
+            }],
+            vec![job("j1-dup", None, 2000)],
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        again,
+        Commit::Duplicate {
+            response: Some("{\"ok\":1}".into())
+        }
+    );
+    assert!(s.conversation("c1").await.unwrap().unwrap().live);
+    assert!(s.job_by_key("j1-dup").await.unwrap().is_none());
+    assert!(s.job_by_key("j1").await.unwrap().is_some());
+
+    // Installing welcomes only when the reference was not live; uninstall then reinstall welcomes again.
+    let install = |n: &str| Change::InstallConversation {
+        reference: reference("c2"),
+        welcome: vec![job(n, None, 1000)],
+    };
+    s.commit_activity(None, 1000, vec![install("w1")], vec![], None)
+        .await
+        .unwrap();
+    s.commit_activity(None, 1001, vec![install("w2")], vec![], None)
+        .await
+        .unwrap();
+    assert!(s.job_by_key("w1").await.unwrap().is_some());
+    assert!(
+        s.job_by_key("w2").await.unwrap().is_none(),
+        "already live: no second welcome"
+    );
+    s.mark_conversation_dead("c2", "BotNotInConversationRoster", 1100)
+        .await
+        .unwrap();
+    let dead = s.conversation("c2").await.unwrap().unwrap();
+    assert!(!dead.live);
+    assert_eq!(
+        dead.dead_reason.as_deref(),
+        Some("BotNotInConversationRoster")
+    );
+    s.commit_activity(None, 1200, vec![install("w3")], vec![], None)
+        .await
+        .unwrap();
+    assert!(s.conversation("c2").await.unwrap().unwrap().live);
+    assert!(s.job_by_key("w3").await.unwrap().is_some());
+
+    // Touch keeps the reference current without losing what it knew.
+    let mut moved = reference("c2");
+    moved.service_url = "https://smba.trafficmanager.net/amer/".into();
+    moved.team_id = None;
+    s.commit_activity(
+        None,
+        1300,
+        vec![Change::TouchConversation(moved)],
+        vec![],
+        None,
+    )
+    .await
+    .unwrap();
+    let c2 = s.conversation("c2").await.unwrap().unwrap();
+    assert_eq!(
+        c2.reference.service_url,
+        "https://smba.trafficmanager.net/amer/"
+    );
+    assert_eq!(c2.reference.team_id.as_deref(), Some("team"));
+
+    assert!(s.prune_inbound(1500).await.unwrap() >= 1);
+    assert_eq!(s.activity_seen(&key).await.unwrap(), None);
+}
+
+async fn job_story(s: &dyn Store) {
+    assert_eq!(
+        s.enqueue_jobs(
+            vec![
+                job("a", Some("conv"), 100),
+                job("b", Some("conv"), 100),
+                job("c", None, 100),
+                job("later", None, 1_000_000)
+            ],
+            100
+        )
+        .await
+        .unwrap(),
+        4
+    );
+    assert_eq!(
+        s.enqueue_jobs(vec![job("a", None, 100)], 100)
+            .await
+            .unwrap(),
+        0,
+        "duplicate key ignored"
+    );
+    assert_eq!(s.next_job_due().await.unwrap(), Some(100));
+
+    // "b" waits behind "a" (same ordering key); "later" is not due.
+    let claimed = s.claim_jobs("w1", 200, 60_200, 10).await.unwrap();
+    let keys: Vec<_> = claimed.iter().map(|j| j.idempotency_key.as_str()).collect();
+    assert_eq!(keys, vec!["a", "c"]);
+    assert!(
+        claimed
+            .iter()
+            .all(|j| j.attempts == 1 && j.status == JobStatus::Running)
+    );
+    assert!(
+        s.claim_jobs("w2", 200, 60_200, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "leased jobs are not claimed twice"
+    );
+
+    let a = &claimed[0];
+    let c = &claimed[1];
+    assert!(
+        !s.complete_job(a.id, "w2", None, 300).await.unwrap(),
+        "only the lease holder finishes a job"
+    );
+    assert!(
+        s.complete_job(a.id, "w1", Some(json!({"activityId": "x"})), 300)
+            .await
+            .unwrap()
+    );
+    let done = s.job_by_key("a").await.unwrap().unwrap();
+    assert_eq!(done.status, JobStatus::Done);
+    assert_eq!(done.result, Some(json!({"activityId": "x"})));
+
+    // Now "b" may go. "c" is retried later.
+    assert!(s.retry_job(c.id, "w1", 5_000, "503", 300).await.unwrap());
+    let claimed = s.claim_jobs("w1", 400, 60_400, 10).await.unwrap();
+    assert_eq!(
+        claimed
+            .iter()
+            .map(|j| j.idempotency_key.as_str())
+            .collect::<Vec<_>>(),
+        vec!["b"]
+    );
+    let b = claimed[0].clone();
+
+    // A worker that dies loses its lease: another takes the job over once the lease expires.
+    let early = s.claim_jobs("w2", 60_000, 120_000, 10).await.unwrap();
+    assert_eq!(
+        early
+            .iter()
+            .map(|j| j.idempotency_key.as_str())
+            .collect::<Vec<_>>(),
+        vec!["c"]
+    );
+    let taken = s.claim_jobs("w2", 60_401, 120_401, 10).await.unwrap();
+    assert!(
+        taken
+            .iter()
+            .any(|j| j.idempotency_key == "b" && j.attempts == 2)
+    );
+    assert!(
+        !s.complete_job(b.id, "w1", None, 60_500).await.unwrap(),
+        "the old holder lost the lease"
+    );
+
+    // Dead letters and operator requeue.
+    let again = s.job_by_key("c").await.unwrap().unwrap();
+    assert_eq!(again.last_error.as_deref(), Some("503"));
+    let holder = again.locked_by.clone().unwrap();
+    assert!(
+        s.fail_job(again.id, &holder, JobStatus::Dead, "gave up", 70_000)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        s.jobs_with_status(JobStatus::Dead, 10).await.unwrap().len(),
+        1
+    );
+    assert!(s.requeue_job(again.id, 80_000).await.unwrap());
+    let requeued = s.job_by_key("c").await.unwrap().unwrap();
+    assert_eq!(
+        (requeued.status, requeued.attempts),
+        (JobStatus::Pending, 0)
+    );
+
+    let counts = s.job_counts().await.unwrap();
+    assert!(counts.contains(&(JobStatus::Done, 1)), "{counts:?}");
+}
+
+/// Two workers claiming at once never get the same job.
+async fn concurrent_claims(s: Arc<dyn Store>) {
+    let jobs: Vec<_> = (0..200).map(|i| job(&format!("p{i}"), None, 0)).collect();
+    assert_eq!(s.enqueue_jobs(jobs, 0).await.unwrap(), 200);
+    let mut handles = Vec::new();
+    for w in 0..4 {
+        let s = s.clone();
+        handles.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let batch = s
+                    .claim_jobs(&format!("w{w}"), 10, 100_000, 7)
+                    .await
+                    .unwrap();
+                if batch.is_empty() {
+                    return mine;
+                }
+                mine.extend(batch.into_iter().map(|j| j.id));
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for h in handles {
+        all.extend(h.await.unwrap());
+    }
+    let n = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), n, "a job was claimed twice");
+    assert_eq!(n, 200);
+}
+
+#[tokio::test]
+async fn sqlite_store_contract() {
+    let (s, _db) = store(Backend::Sqlite).await;
+    activity_story(s.as_ref()).await;
+    assert_eq!(s.backend(), "sqlite");
+    let (s, _db) = store(Backend::Sqlite).await;
+    job_story(s.as_ref()).await;
+}
+
+#[tokio::test]
+async fn postgres_store_contract() {
+    let (s, _db) = store(Backend::Postgres).await;
+    activity_story(s.as_ref()).await;
+    assert_eq!(s.backend(), "postgres");
+    let (s, _db) = store(Backend::Postgres).await;
+    job_story(s.as_ref()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_concurrent_claims_never_overlap() {
+    let (s, _db) = store(Backend::Sqlite).await;
+    concurrent_claims(s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_concurrent_claims_never_overlap() {
+    let (s, _db) = store(Backend::Postgres).await;
+    concurrent_claims(s).await;
+}
+
+#[tokio::test]
+async fn the_whole_app_runs_on_postgres() {
+    let app = crate::helpers::spawn_with(crate::helpers::Options {
+        backend: Backend::Postgres,
+        ..Default::default()
+    })
+    .await;
+    let activity = app.message("roles TAM");
+    assert_eq!(app.post_activity(&activity).await.status(), 200);
+    assert_eq!(app.post_activity(&activity).await.status(), 200);
+    app.run_pending_jobs().await;
+    assert_eq!(app.connector_requests().await.len(), 1);
+    assert_eq!(app.store.backend(), "postgres");
+}
