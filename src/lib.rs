@@ -8,7 +8,8 @@
 //!   FastTrack vocabulary (roles, …);
 //! - [`store`] persists state behind one trait (SQLite or PostgreSQL);
 //! - [`jobs`] is the durable effect queue and its worker;
-//! - [`config`], [`telemetry`], [`clock`] and [`app`] wire it together.
+//! - [`config`], [`telemetry`], [`clock`] and [`app`] wire it together; [`local_connector`] is a
+//!   developer's stand-in for the Bot Connector.
 
 pub mod app;
 pub mod botframework;
@@ -19,6 +20,7 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod jobs;
+pub mod local_connector;
 pub mod store;
 pub mod telemetry;
 pub mod turn;

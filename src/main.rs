@@ -25,11 +25,28 @@ enum Command {
     Migrate,
     /// Print the effective configuration (defaults < config/$FIELDBOT_ENV.toml < FIELDBOT__* env), secrets redacted.
     PrintConfig,
+    /// Run a stand-in Bot Connector on loopback that prints what the bot sends (for local mode).
+    LocalConnector {
+        #[arg(long, default_value = "127.0.0.1:3979")]
+        bind: std::net::SocketAddr,
+        /// Print activities as raw JSON instead of readable text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::LocalConnector { bind, json } = cli.command {
+        return match fieldbot::local_connector::run(bind, json).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("fieldbot: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let settings = match Settings::load() {
         Ok(s) => s,
         Err(e) => {
@@ -44,6 +61,7 @@ async fn main() -> ExitCode {
             .map_err(Into::into),
         Command::Migrate => migrate(&settings).await,
         Command::Serve => serve(settings).await,
+        Command::LocalConnector { .. } => Ok(()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
