@@ -14,12 +14,38 @@ use crate::botframework::connector::ConnectorClient;
 use crate::botframework::retry::RetryPolicy;
 use crate::botframework::token::TokenProvider;
 use crate::clock::Clock;
-use crate::config::Settings;
+use crate::config::{GraphMode, Settings};
+use crate::graph::{DryRunGraph, GraphApi, GraphClient, GraphRecorder, RecordedCall};
 use crate::http::{self, AppState};
-use crate::jobs::{Worker, WorkerSettings};
+use crate::jobs::{EffectContext, Worker, WorkerSettings};
 use crate::store::{self, Store};
 
 pub const BOT_FRAMEWORK_SCOPE: &str = "https://api.botframework.com/.default";
+pub const GRAPH_SCOPE: &str = "https://graph.microsoft.com/.default";
+
+/// Dry-run Graph calls land in the store's outbox, where `fieldbot outbox` and the API show them.
+struct StoreRecorder {
+    store: Arc<dyn Store>,
+    clock: Clock,
+}
+
+#[async_trait::async_trait]
+impl GraphRecorder for StoreRecorder {
+    async fn record(&self, call: RecordedCall) {
+        if let Err(e) = self
+            .store
+            .record_graph_call(
+                &call.method,
+                &call.path,
+                call.body.as_ref(),
+                self.clock.now(),
+            )
+            .await
+        {
+            tracing::error!(error = %e, "recording a dry-run Graph call failed");
+        }
+    }
+}
 
 pub struct Application {
     listener: tokio::net::TcpListener,
@@ -64,6 +90,29 @@ impl Application {
             );
             (Some(auth), Some(token))
         };
+        let graph: Arc<dyn GraphApi> = match settings.graph_mode() {
+            GraphMode::DryRun => Arc::new(DryRunGraph::new(
+                settings.graph.base_url.clone(),
+                Arc::new(StoreRecorder {
+                    store: store.clone(),
+                    clock: clock.clone(),
+                }),
+            )),
+            GraphMode::Live => Arc::new(GraphClient::new(
+                http_client.clone(),
+                settings.graph.base_url.clone(),
+                TokenProvider::new(
+                    http_client.clone(),
+                    settings.graph_token_url(),
+                    settings.bot.app_id.clone(),
+                    secrecy::SecretString::from(
+                        settings.bot.app_password.expose_secret().to_string(),
+                    ),
+                    GRAPH_SCOPE.to_string(),
+                ),
+                Duration::from_millis(settings.bot.connector_timeout_ms),
+            )),
+        };
         let connector = ConnectorClient::new(
             http_client,
             token,
@@ -71,9 +120,13 @@ impl Application {
         );
         let jobs = &settings.jobs;
         let worker = Worker::new(
-            store.clone(),
-            connector,
-            clock.clone(),
+            EffectContext {
+                connector,
+                graph,
+                store: store.clone(),
+                clock: clock.clone(),
+                max_attempts: jobs.max_attempts,
+            },
             WorkerSettings {
                 concurrency: jobs.concurrency,
                 lease: Duration::from_secs(jobs.lease_secs),

@@ -245,11 +245,12 @@ impl Settings {
                     missing.join(" and ")
                 )));
             }
-            if self.graph.mode.is_none() && self.bot.tenant_id.trim().is_empty() {
-                return Err(ConfigError::Invalid(
-                    "graph needs bot.tenant_id in production".into(),
-                ));
-            }
+        }
+        if self.is_local() && self.graph.mode == Some(GraphMode::Live) {
+            return Err(ConfigError::Invalid(
+                "graph.mode = \"live\" needs the bot's credentials (bot.app_id, bot.app_password, bot.tenant_id)"
+                    .into(),
+            ));
         }
         let scheme = self.store.url.split("://").next().unwrap_or_default();
         if !matches!(scheme, "sqlite" | "postgres" | "postgresql") {

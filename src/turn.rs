@@ -7,15 +7,31 @@ use serde_json::{Value, json};
 use crate::botframework::activity::Activity;
 use crate::cards;
 use crate::clock::Millis;
-use crate::commands::{self, Command, ParseError, Reply};
-use crate::jobs::{self, Effect};
-use crate::store::{Change, ConversationRef, NewJob};
+use crate::commands::{self, CommandError, Ctx, ParseError, Reply};
+use crate::domain::engagement::Person;
+use crate::jobs::{self, Effect, ReplyTarget, card_activity};
+use crate::store::{Change, ConversationRef, NewJob, Store, StoreError};
 
 pub const ADAPTIVE_CARD: &str = "application/vnd.microsoft.card.adaptive";
 
-pub struct TurnContext {
+pub struct TurnContext<'a> {
+    pub store: &'a dyn Store,
     pub now: Millis,
     pub max_attempts: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TurnError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<CommandError> for TurnError {
+    fn from(e: CommandError) -> Self {
+        match e {
+            CommandError::Store(e) => TurnError::Store(e),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -28,20 +44,20 @@ pub struct TurnOutcome {
     pub ignored: bool,
 }
 
-pub fn handle(activity: &Activity, ctx: &TurnContext) -> TurnOutcome {
-    match activity.kind.as_str() {
-        "message" => on_message(activity, ctx),
-        "invoke" => on_invoke(activity, ctx),
+pub async fn handle(activity: &Activity, ctx: &TurnContext<'_>) -> Result<TurnOutcome, TurnError> {
+    Ok(match activity.kind.as_str() {
+        "message" => on_message(activity, ctx).await?,
+        "invoke" => on_invoke(activity, ctx).await?,
         "installationUpdate" => on_installation_update(activity, ctx),
         "conversationUpdate" => on_conversation_update(activity, ctx),
         _ => TurnOutcome {
             ignored: true,
             ..TurnOutcome::default()
         },
-    }
+    })
 }
 
-fn on_message(activity: &Activity, ctx: &TurnContext) -> TurnOutcome {
+async fn on_message(activity: &Activity, ctx: &TurnContext<'_>) -> Result<TurnOutcome, TurnError> {
     let mut out = TurnOutcome::default();
     out.changes.extend(touch(activity));
     let text = activity.text.as_deref().unwrap_or_default();
@@ -65,26 +81,65 @@ fn on_message(activity: &Activity, ctx: &TurnContext) -> TurnOutcome {
             commands::parse(&cleaned, &mentions)
         }
     };
-    let reply = answer(parsed);
-    out.jobs
-        .extend(reply_job(activity, ctx, "reply", reply_activity(reply)));
-    out
+    let reply = match parsed {
+        Ok(command) if command.is_stateful() => {
+            let outcome = commands::apply(&command_ctx(activity, ctx), command).await?;
+            out.changes.extend(outcome.changes);
+            out.jobs.extend(outcome.jobs);
+            if let Some(card) = outcome.updated_card {
+                out.jobs.extend(update_clicked_card(activity, ctx, card));
+            }
+            outcome.reply
+        }
+        Ok(command) => Some(commands::execute(&command)),
+        Err(e) => Some(Reply::Text(e.user_message())),
+    };
+    if let Some(reply) = reply {
+        out.jobs
+            .extend(reply_job(activity, ctx, "reply", reply_activity(reply)));
+    }
+    Ok(out)
 }
 
-fn answer(parsed: Result<Command, ParseError>) -> Reply {
-    match parsed {
-        Ok(command) => commands::execute(&command),
-        Err(e) => Reply::Text(e.user_message()),
+/// What a stateful command needs to know about the activity.
+fn command_ctx<'a>(activity: &Activity, ctx: &TurnContext<'a>) -> Ctx<'a> {
+    let from = activity.from.clone().unwrap_or_default();
+    let service_url = activity.service_url.clone().unwrap_or_default();
+    Ctx {
+        store: ctx.store,
+        now: ctx.now,
+        actor: Person {
+            name: from.name.clone().unwrap_or_else(|| "someone".into()),
+            aad_object_id: from.aad_object_id.clone(),
+            teams_id: Some(from.id.clone()).filter(|id| !id.is_empty()),
+            ..Person::default()
+        },
+        conversation_id: activity
+            .base_conversation_id()
+            .unwrap_or_default()
+            .to_string(),
+        conversation_type: activity
+            .conversation
+            .as_ref()
+            .and_then(|c| c.conversation_type.clone()),
+        reply: ReplyTarget {
+            service_url: service_url.clone(),
+            conversation_id: activity.conversation_id().unwrap_or_default().to_string(),
+            reply_to_id: activity.id.clone(),
+        },
+        service_url,
+        activity_key: activity_key(activity),
+        max_attempts: ctx.max_attempts,
     }
 }
 
-fn on_invoke(activity: &Activity, _ctx: &TurnContext) -> TurnOutcome {
+async fn on_invoke(activity: &Activity, ctx: &TurnContext<'_>) -> Result<TurnOutcome, TurnError> {
     let mut out = TurnOutcome::default();
     out.changes.extend(touch(activity));
     if activity.name.as_deref() != Some("adaptiveCard/action") {
         // Other invokes (task modules, message extensions) are not part of fieldbot: acknowledged, ignored.
         out.ignored = true;
-        return out;
+        return Ok(out);
     }
     let action = activity.value.as_ref().and_then(|v| v.get("action"));
     let Some(action) = action.filter(|a| a.is_object()) else {
@@ -93,7 +148,7 @@ fn on_invoke(activity: &Activity, _ctx: &TurnContext) -> TurnOutcome {
             "BadRequest",
             "The invoke carries no action.",
         ));
-        return out;
+        return Ok(out);
     };
     if action.get("type").and_then(Value::as_str) != Some("Action.Execute") {
         out.invoke_response = Some(invoke_error(
@@ -101,22 +156,45 @@ fn on_invoke(activity: &Activity, _ctx: &TurnContext) -> TurnOutcome {
             "NotSupported",
             "Only Action.Execute is supported.",
         ));
-        return out;
+        return Ok(out);
     }
     let verb = action
         .get("verb")
         .and_then(Value::as_str)
         .unwrap_or_default();
     let data = action.get("data").cloned().unwrap_or(Value::Null);
-    out.invoke_response = Some(match commands::parse_action(verb, &data) {
-        Ok(command) => match commands::execute(&command) {
-            Reply::Card(card) => json!({ "statusCode": 200, "type": ADAPTIVE_CARD, "value": card }),
-            Reply::Text(text) => json!({
-                "statusCode": 200,
-                "type": "application/vnd.microsoft.activity.message",
-                "value": text,
-            }),
-        },
+    let reply = match commands::parse_action(verb, &data) {
+        Ok(command) if command.is_stateful() => {
+            let outcome = commands::apply(&command_ctx(activity, ctx), command).await?;
+            out.changes.extend(outcome.changes);
+            out.jobs.extend(outcome.jobs);
+            match outcome.updated_card {
+                // The clicking user sees the new card at once; everyone else through the PUT.
+                Some(card) => {
+                    out.jobs
+                        .extend(update_clicked_card(activity, ctx, card.clone()));
+                    Ok(Some(Reply::Card(card)))
+                }
+                None => Ok(outcome.reply),
+            }
+        }
+        Ok(command) => Ok(Some(commands::execute(&command))),
+        Err(e) => Err(e),
+    };
+    out.invoke_response = Some(match reply {
+        Ok(Some(Reply::Card(card))) => {
+            json!({ "statusCode": 200, "type": ADAPTIVE_CARD, "value": card })
+        }
+        Ok(Some(Reply::Text(text))) => json!({
+            "statusCode": 200,
+            "type": "application/vnd.microsoft.activity.message",
+            "value": text,
+        }),
+        Ok(None) => json!({
+            "statusCode": 200,
+            "type": "application/vnd.microsoft.activity.message",
+            "value": "Done.",
+        }),
         Err(e) => {
             let code = match e {
                 ParseError::UnknownVerb { .. } => "UnknownVerb",
@@ -125,7 +203,7 @@ fn on_invoke(activity: &Activity, _ctx: &TurnContext) -> TurnOutcome {
             invoke_error(400, code, &e.user_message())
         }
     });
-    out
+    Ok(out)
 }
 
 fn invoke_error(status: u16, code: &str, message: &str) -> Value {
@@ -136,7 +214,7 @@ fn invoke_error(status: u16, code: &str, message: &str) -> Value {
     })
 }
 
-fn on_installation_update(activity: &Activity, ctx: &TurnContext) -> TurnOutcome {
+fn on_installation_update(activity: &Activity, ctx: &TurnContext<'_>) -> TurnOutcome {
     let mut out = TurnOutcome::default();
     match activity.action.as_deref() {
         Some("add") | Some("add-upgrade") => install(activity, ctx, &mut out),
@@ -153,7 +231,7 @@ fn on_installation_update(activity: &Activity, ctx: &TurnContext) -> TurnOutcome
     out
 }
 
-fn on_conversation_update(activity: &Activity, ctx: &TurnContext) -> TurnOutcome {
+fn on_conversation_update(activity: &Activity, ctx: &TurnContext<'_>) -> TurnOutcome {
     let mut out = TurnOutcome::default();
     if activity.includes_bot(&activity.members_added) {
         install(activity, ctx, &mut out);
@@ -176,7 +254,7 @@ fn on_conversation_update(activity: &Activity, ctx: &TurnContext) -> TurnOutcome
 }
 
 /// The bot was added: remember how to reach this conversation and greet it once.
-fn install(activity: &Activity, ctx: &TurnContext, out: &mut TurnOutcome) {
+fn install(activity: &Activity, ctx: &TurnContext<'_>, out: &mut TurnOutcome) {
     let (Some(reference), Some(service_url)) =
         (reference(activity), activity.service_url.as_deref())
     else {
@@ -201,6 +279,7 @@ fn install(activity: &Activity, ctx: &TurnContext, out: &mut TurnOutcome) {
         conversation_id: target,
         reply_to_id: None,
         activity: card_activity(cards::welcome_card(activity.team_name())),
+        card_key: None,
     };
     let welcome = jobs::job(
         &effect,
@@ -255,16 +334,38 @@ fn activity_key(activity: &Activity) -> String {
     }
 }
 
-fn reply_job(activity: &Activity, ctx: &TurnContext, label: &str, body: Value) -> Option<NewJob> {
+fn reply_job(
+    activity: &Activity,
+    ctx: &TurnContext<'_>,
+    label: &str,
+    body: Value,
+) -> Option<NewJob> {
     let effect = Effect::ConnectorSend {
         service_url: activity.service_url.clone()?,
         conversation_id: activity.conversation_id()?.to_string(),
         reply_to_id: activity.id.clone(),
         activity: body,
+        card_key: None,
     };
     Some(jobs::job(
         &effect,
         format!("{}:{label}", activity_key(activity)),
+        ctx.now,
+        ctx.max_attempts,
+    ))
+}
+
+/// Replaces the card the user clicked (the message `replyToId` names) for everyone in the conversation.
+fn update_clicked_card(activity: &Activity, ctx: &TurnContext<'_>, card: Value) -> Option<NewJob> {
+    let effect = Effect::ConnectorUpdate {
+        service_url: activity.service_url.clone()?,
+        conversation_id: activity.conversation_id()?.to_string(),
+        activity_id: activity.reply_to_id.clone()?,
+        activity: card_activity(card),
+    };
+    Some(jobs::job(
+        &effect,
+        format!("{}:update", activity_key(activity)),
         ctx.now,
         ctx.max_attempts,
     ))
@@ -275,13 +376,4 @@ fn reply_activity(reply: Reply) -> Value {
         Reply::Card(card) => card_activity(card),
         Reply::Text(text) => json!({ "type": "message", "textFormat": "markdown", "text": text }),
     }
-}
-
-/// A card goes alone in its activity: text beside it makes Teams split the message and lose the id that
-/// later updates need.
-pub fn card_activity(card: Value) -> Value {
-    json!({
-        "type": "message",
-        "attachments": [{ "contentType": ADAPTIVE_CARD, "content": card }],
-    })
 }

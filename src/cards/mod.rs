@@ -4,9 +4,26 @@
 //! [`execute_action`] is the only place that builds one. Text that did not come from this crate
 //! goes through [`plain`] before it lands in a `TextBlock`, so it cannot become a link or an image.
 
+mod engagement;
 mod help;
+mod invite;
+mod prep;
 mod roles;
+mod roster;
+mod sync_notes;
 mod welcome;
+
+pub use engagement::{EngagementView, engagement_summary_card, welcome_engagement_card};
+pub use invite::{
+    InviteState, InviteView, SlotChoice, VERB_INVITE_CANCEL, VERB_INVITE_OTHER, VERB_INVITE_SEND,
+    invite_preview_card,
+};
+pub use prep::{TickInfo, VERB_PREP_SHOW, VERB_PREP_TOGGLE, prep_card};
+pub use roster::{VERB_TEAM_SHOW, roster_card};
+pub use sync_notes::{
+    SyncNotesForm, VERB_SYNC_NOTES_SUBMIT, parse_sync_notes, sync_notes_form_card,
+    sync_notes_prefill, sync_notes_recorded_card,
+};
 
 use serde_json::{Map, Value, json};
 

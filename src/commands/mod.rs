@@ -4,16 +4,23 @@
 //! the usage lines in error messages and the Teams manifest are generated from it, so a command
 //! cannot be documented in one place and missing in another.
 
+mod apply;
+mod engagement;
 mod help;
 mod lexer;
+mod prep;
 mod roles;
+mod team;
 
 use serde_json::Value;
 
 use crate::cards;
 use crate::domain::roles::Role;
 
+pub use apply::{CommandError, Ctx, Outcome, apply, engagement_json, view};
 pub use lexer::{Mention, Token, strip_bot_mentions, tokenize};
+
+use crate::domain::engagement::Motion;
 
 /// Verb of the card buttons that show the help card.
 pub const VERB_HELP_SHOW: &str = "help.show";
@@ -24,6 +31,44 @@ pub const VERB_ROLES_SHOW: &str = "roles.show";
 pub enum Command {
     Help,
     Roles(RolesQuery),
+    EngagementStart {
+        customer: String,
+        motion: Motion,
+        tpid: Option<u64>,
+        tenant: Option<String>,
+    },
+    EngagementShow,
+    EngagementClose,
+    TeamShow,
+    TeamAdd {
+        role: Role,
+        who: Who,
+    },
+    TeamRemove {
+        role: Role,
+        who: Option<Who>,
+    },
+    PrepShow,
+    /// A click on the prep card: the item and the state it should have now.
+    PrepToggle {
+        engagement_id: i64,
+        item: crate::domain::engagement::PrepItem,
+        done: bool,
+    },
+}
+
+/// Someone named in a command: an @mention or an email address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Who {
+    Mention(Mention),
+    Email(String),
+}
+
+impl Command {
+    /// Whether answering needs the store (and so the apply step) rather than being a pure answer.
+    pub fn is_stateful(&self) -> bool {
+        !matches!(self, Command::Help | Command::Roles(_))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +108,20 @@ pub enum ParseError {
     UnknownVerb { verb: String },
     #[error("bad data for card action `{verb}`: {detail}")]
     BadActionData { verb: String, detail: String },
+    #[error("`{command}` needs {what}")]
+    MissingArgument {
+        command: &'static str,
+        what: &'static str,
+    },
+    #[error("invalid {what} `{given}` for `{command}`")]
+    InvalidValue {
+        command: &'static str,
+        what: &'static str,
+        given: String,
+        expected: &'static str,
+    },
+    #[error("unknown option `{key}:` for `{command}`")]
+    UnknownOption { command: &'static str, key: String },
 }
 
 impl ParseError {
@@ -112,6 +171,24 @@ impl ParseError {
             ParseError::BadActionData { .. } => format!(
                 "That button sent something I can't read; the card may be out of date.\n\n{HELP_HINT}"
             ),
+            ParseError::MissingArgument { command, what } => {
+                format!("`{command}` needs {what}.\n\n{}", usage_or_help(command))
+            }
+            ParseError::InvalidValue {
+                command,
+                what,
+                given,
+                expected,
+            } => format!(
+                "{} is not a valid {what}: {expected}.\n\n{}",
+                echo(given),
+                usage_or_help(command)
+            ),
+            ParseError::UnknownOption { command, key } => format!(
+                "`{command}` has no option `{}:`.\n\n{}",
+                echo_raw(key),
+                usage_or_help(command)
+            ),
         }
     }
 }
@@ -146,7 +223,10 @@ fn field_abbrs() -> String {
 }
 
 fn usage_or_help(command: &str) -> String {
-    match COMMANDS.iter().find(|spec| spec.name == command) {
+    match COMMANDS
+        .iter()
+        .find(|spec| spec.name == command || spec.usage.starts_with(&format!("{command} ")))
+    {
         Some(spec) => format!("Usage: `{}`", spec.usage),
         None => HELP_HINT.to_owned(),
     }
@@ -164,7 +244,16 @@ pub struct CommandSpec {
 }
 
 /// Every chat command, in the order the help card shows them.
-pub static COMMANDS: &[CommandSpec] = &[help::SPEC, roles::SPEC];
+pub static COMMANDS: &[CommandSpec] = &[
+    help::SPEC,
+    roles::SPEC,
+    engagement::SPEC,
+    engagement::SPEC_SHOW,
+    team::SPEC,
+    team::SPEC_ADD,
+    team::SPEC_REMOVE,
+    prep::SPEC,
+];
 
 /// Parses text that [`strip_bot_mentions`] has already cleaned. Empty text means `help`.
 pub fn parse(text: &str, mentions: &[Mention]) -> Result<Command, ParseError> {
@@ -182,6 +271,9 @@ pub fn parse(text: &str, mentions: &[Mention]) -> Result<Command, ParseError> {
     match lower.as_str() {
         help::NAME => help::parse(args),
         roles::NAME => roles::parse(args),
+        engagement::NAME => engagement::parse(args),
+        team::NAME => team::parse(args),
+        prep::NAME => prep::parse(args),
         _ => Err(ParseError::UnknownCommand {
             suggestion: suggest(&lower),
             name: name.clone(),
@@ -194,6 +286,9 @@ pub fn parse_action(verb: &str, data: &Value) -> Result<Command, ParseError> {
     match verb {
         VERB_HELP_SHOW => Ok(Command::Help),
         VERB_ROLES_SHOW => roles::parse_action(data),
+        cards::VERB_TEAM_SHOW => Ok(Command::TeamShow),
+        cards::VERB_PREP_SHOW => Ok(Command::PrepShow),
+        cards::VERB_PREP_TOGGLE => prep::parse_toggle(data),
         _ => Err(ParseError::UnknownVerb {
             verb: verb.to_owned(),
         }),
@@ -213,10 +308,12 @@ impl Reply {
     }
 }
 
+/// Answers a stateless command; stateful ones go through [`apply`].
 pub fn execute(cmd: &Command) -> Reply {
     match cmd {
         Command::Help => help::execute(),
         Command::Roles(query) => roles::execute(*query),
+        _ => Reply::Text(HELP_HINT.to_owned()),
     }
 }
 
@@ -481,7 +578,11 @@ mod tests {
     #[test]
     fn command_table_is_consistent() {
         let names: Vec<&str> = COMMANDS.iter().map(|c| c.name).collect();
-        assert_eq!(names, ["help", "roles"]);
+        assert_eq!(&names[..2], ["help", "roles"]);
+        let mut unique = names.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len(), "names are unique");
         for spec in COMMANDS {
             assert_eq!(spec.name, spec.name.to_lowercase());
             assert!(spec.usage.starts_with(spec.name), "{spec:?}");

@@ -1,3 +1,5 @@
 //! Domain words and rules from `seeds/`, free of I/O.
 
+pub mod engagement;
 pub mod roles;
+pub mod slots;

@@ -99,6 +99,7 @@ async fn receive(
     }
 
     let ctx = TurnContext {
+        store: state.store.as_ref(),
         now: state.clock.now(),
         max_attempts: state.settings.jobs.max_attempts,
     };
@@ -110,7 +111,9 @@ async fn receive(
     }
     let lock = state.conversation_lock(activity.base_conversation_id().unwrap_or_default());
     let _in_order = lock.lock().await;
-    let outcome = turn::handle(&activity, &ctx);
+    let outcome = turn::handle(&activity, &ctx).await.map_err(|e| match e {
+        turn::TurnError::Store(e) => unavailable(e),
+    })?;
     if outcome.ignored && outcome.invoke_response.is_none() {
         tracing::debug!("activity ignored");
         return Ok(StatusCode::OK.into_response());

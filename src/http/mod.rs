@@ -1,6 +1,7 @@
 //! The HTTP transport: the Bot Framework webhook and the operator endpoints. Each file owns its routes;
 //! `router()` only merges them.
 
+mod api;
 mod error;
 mod health;
 mod messages;
@@ -58,6 +59,7 @@ pub fn new_conversation_locks() -> moka::sync::Cache<String, Arc<tokio::sync::Mu
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(messages::router(&state.settings))
+        .merge(api::router())
         .merge(health::router())
         .merge(metrics::router())
         .fallback(|| async { ApiError::NotFound })

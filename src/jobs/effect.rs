@@ -1,10 +1,47 @@
 //! What a job does. Effects are data (serialised into the job row), so a job enqueued by one version of the
-//! binary runs after a restart or on another replica.
+//! binary runs after a restart or on another replica. An effect may finish with state changes and follow-up
+//! jobs; the worker commits them with the job's completion, so a multi-step workflow is exactly-once per
+//! step.
+
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::botframework::connector::{ConnectorClient, ConnectorError};
+use crate::cards;
+use crate::clock::Clock;
+use crate::domain::engagement::{Person, RosterMember};
+use crate::domain::roles::Role;
+use crate::graph::{GraphApi, GraphError};
+use crate::store::{Change, NewJob, Store, StoreError, person_key};
+
+/// Everything an effect may use.
+#[derive(Clone)]
+pub struct EffectContext {
+    pub connector: ConnectorClient,
+    pub graph: Arc<dyn GraphApi>,
+    pub store: Arc<dyn Store>,
+    pub clock: Clock,
+    pub max_attempts: u32,
+}
+
+/// Where a reply goes: a conversation (thread), and the message it answers when there is one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplyTarget {
+    pub service_url: String,
+    pub conversation_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to_id: Option<String>,
+}
+
+/// Who `team add` names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "by", rename_all = "snake_case")]
+pub enum MemberTarget {
+    Mention { teams_id: String, name: String },
+    Email { address: String },
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -16,6 +53,9 @@ pub enum Effect {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reply_to_id: Option<String>,
         activity: Value,
+        /// When set, the sent message's id is remembered under this key so the card can be updated later.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        card_key: Option<String>,
     },
     /// PUT: replace a message the bot sent earlier (card update in place).
     ConnectorUpdate {
@@ -24,19 +64,90 @@ pub enum Effect {
         activity_id: String,
         activity: Value,
     },
+    /// Resolve a person (Connector member lookup for a mention, Graph for an email) and add them to the
+    /// roster, then answer with the roster card.
+    ResolveRosterMember {
+        engagement_id: i64,
+        role: Role,
+        target: MemberTarget,
+        requested_by: String,
+        service_url: String,
+        conversation_id: String,
+        reply: ReplyTarget,
+    },
+}
+
+/// An effect's failure, whichever API it came from.
+#[derive(Debug, thiserror::Error)]
+pub enum EffectError {
+    #[error(transparent)]
+    Connector(#[from] ConnectorError),
+    #[error(transparent)]
+    Graph(#[from] GraphError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl EffectError {
+    pub fn is_retryable(&self, idempotent: bool) -> bool {
+        match self {
+            EffectError::Connector(e) => e.is_retryable(idempotent),
+            EffectError::Graph(e) => e.is_retryable(idempotent),
+            EffectError::Store(_) => true,
+        }
+    }
+
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            EffectError::Connector(e) => e.retry_after(),
+            EffectError::Graph(e) => e.retry_after(),
+            EffectError::Store(_) => None,
+        }
+    }
+
+    /// A non-idempotent call that may have happened.
+    pub fn is_unconfirmed(&self) -> bool {
+        matches!(
+            self,
+            EffectError::Connector(ConnectorError::Unconfirmed(_))
+                | EffectError::Graph(GraphError::Unconfirmed(_))
+        )
+    }
 }
 
 /// How an effect ended, as the worker needs to know it.
 #[derive(Debug)]
 pub enum EffectOutcome {
-    Done(Option<Value>),
+    Done {
+        result: Option<Value>,
+        changes: Vec<Change>,
+        jobs: Vec<NewJob>,
+    },
     Failed {
-        error: ConnectorError,
+        error: EffectError,
         /// Repeating the same request cannot duplicate its effect.
         idempotent: bool,
         /// The conversation this effect targets, marked dead when the Connector says the bot is gone.
-        conversation_id: String,
+        conversation_id: Option<String>,
     },
+}
+
+impl EffectOutcome {
+    fn done(result: Option<Value>) -> Self {
+        EffectOutcome::Done {
+            result,
+            changes: Vec::new(),
+            jobs: Vec::new(),
+        }
+    }
+
+    fn failed(error: impl Into<EffectError>, idempotent: bool, conversation: Option<&str>) -> Self {
+        EffectOutcome::Failed {
+            error: error.into(),
+            idempotent,
+            conversation_id: conversation.map(str::to_string),
+        }
+    }
 }
 
 impl Effect {
@@ -44,6 +155,7 @@ impl Effect {
         match self {
             Effect::ConnectorSend { .. } => "connector_send",
             Effect::ConnectorUpdate { .. } => "connector_update",
+            Effect::ResolveRosterMember { .. } => "resolve_roster_member",
         }
     }
 
@@ -54,37 +166,56 @@ impl Effect {
             }
             | Effect::ConnectorUpdate {
                 conversation_id, ..
+            }
+            | Effect::ResolveRosterMember {
+                conversation_id, ..
             } => Some(format!("conv:{}", base_conversation(conversation_id))),
         }
     }
 
-    pub async fn perform(&self, connector: &ConnectorClient) -> EffectOutcome {
+    /// Performs the effect once. `key` is the job's idempotency key, the base of its follow-ups' keys.
+    pub async fn perform(&self, ctx: &EffectContext, key: &str) -> EffectOutcome {
         match self {
             Effect::ConnectorSend {
                 service_url,
                 conversation_id,
                 reply_to_id,
                 activity,
+                card_key,
             } => {
                 let sent = match reply_to_id {
                     Some(reply_to) => {
-                        connector
+                        ctx.connector
                             .reply_to_activity(service_url, conversation_id, reply_to, activity)
                             .await
                     }
                     None => {
-                        connector
+                        ctx.connector
                             .send_to_conversation(service_url, conversation_id, activity)
                             .await
                     }
                 };
                 match sent {
-                    Ok(r) => EffectOutcome::Done(Some(json!({ "activityId": r.id }))),
-                    Err(error) => EffectOutcome::Failed {
-                        error,
-                        idempotent: false,
-                        conversation_id: conversation_id.clone(),
-                    },
+                    Ok(r) => {
+                        let changes = card_key
+                            .iter()
+                            .filter(|_| !r.id.is_empty())
+                            .map(|k| {
+                                Change::SaveCard(crate::store::CardRef {
+                                    key: k.clone(),
+                                    conversation_id: conversation_id.clone(),
+                                    activity_id: r.id.clone(),
+                                    service_url: service_url.clone(),
+                                })
+                            })
+                            .collect();
+                        EffectOutcome::Done {
+                            result: Some(json!({ "activityId": r.id })),
+                            changes,
+                            jobs: Vec::new(),
+                        }
+                    }
+                    Err(error) => EffectOutcome::failed(error, false, Some(conversation_id)),
                 }
             }
             Effect::ConnectorUpdate {
@@ -92,22 +223,220 @@ impl Effect {
                 conversation_id,
                 activity_id,
                 activity,
-            } => match connector
+            } => match ctx
+                .connector
                 .update_activity(service_url, conversation_id, activity_id, activity)
                 .await
             {
-                Ok(r) => EffectOutcome::Done(Some(json!({ "activityId": r.id }))),
-                Err(error) => EffectOutcome::Failed {
-                    error,
-                    idempotent: true,
-                    conversation_id: conversation_id.clone(),
-                },
+                Ok(r) => EffectOutcome::done(Some(json!({ "activityId": r.id }))),
+                Err(error) => EffectOutcome::failed(error, true, Some(conversation_id)),
             },
+            Effect::ResolveRosterMember {
+                engagement_id,
+                role,
+                target,
+                requested_by,
+                service_url,
+                conversation_id,
+                reply,
+            } => {
+                let person = match target {
+                    MemberTarget::Mention { teams_id, name } => {
+                        match ctx
+                            .connector
+                            .get_member(service_url, conversation_id, teams_id)
+                            .await
+                        {
+                            Ok(account) => Person {
+                                name: account.name.clone().unwrap_or_else(|| name.clone()),
+                                email: account.email.clone(),
+                                upn: account.user_principal_name.clone(),
+                                aad_object_id: account.aad_object_id.clone(),
+                                teams_id: Some(account.id.clone()),
+                            },
+                            Err(
+                                ConnectorError::NotInConversation { .. }
+                                | ConnectorError::Permanent {
+                                    status: 400 | 404, ..
+                                },
+                            ) => {
+                                return reply_only(
+                                    ctx,
+                                    key,
+                                    reply,
+                                    format!(
+                                        "I couldn't find {} in this team, so I did not add them. \
+                                         Add them to the team first, or use their email address.",
+                                        cards::plain(name)
+                                    ),
+                                );
+                            }
+                            Err(error) => return EffectOutcome::failed(error, true, None),
+                        }
+                    }
+                    MemberTarget::Email { address: email } => match ctx.graph.get_user(email).await
+                    {
+                        Ok(user) => Person {
+                            name: user.display_name.clone().unwrap_or_else(|| email.clone()),
+                            email: user.mail.clone().or_else(|| Some(email.clone())),
+                            upn: user.user_principal_name.clone(),
+                            aad_object_id: Some(user.id.clone()).filter(|id| !id.is_empty()),
+                            teams_id: None,
+                        },
+                        Err(
+                            error @ (GraphError::NotFound { .. } | GraphError::Forbidden { .. }),
+                        ) => {
+                            return reply_only(ctx, key, reply, error.user_message(email));
+                        }
+                        Err(error) => return EffectOutcome::failed(error, true, None),
+                    },
+                };
+                let engagement = match ctx.store.engagement(*engagement_id).await {
+                    Ok(Some(e)) if e.active => e,
+                    Ok(_) => {
+                        return reply_only(
+                            ctx,
+                            key,
+                            reply,
+                            "That engagement was closed in the meantime; nobody was added.".into(),
+                        );
+                    }
+                    Err(error) => return EffectOutcome::failed(error, true, None),
+                };
+                let member = RosterMember {
+                    role: *role,
+                    person,
+                };
+                let mut roster: Vec<RosterMember> = engagement
+                    .roster
+                    .into_iter()
+                    .filter(|m| {
+                        m.role != *role || person_key(&m.person) != person_key(&member.person)
+                    })
+                    .collect();
+                roster.push(member.clone());
+                let card = cards::roster_card(engagement.id, &engagement.customer, &roster);
+                EffectOutcome::Done {
+                    result: None,
+                    changes: vec![Change::AddRosterMember {
+                        engagement_id: *engagement_id,
+                        member,
+                        by: requested_by.clone(),
+                    }],
+                    jobs: vec![send_job(ctx, key, reply, card_activity(card), None)],
+                }
+            }
         }
     }
+}
+
+/// Finishes an effect with nothing but a message to the user.
+fn reply_only(ctx: &EffectContext, key: &str, to: &ReplyTarget, text: String) -> EffectOutcome {
+    EffectOutcome::Done {
+        result: None,
+        changes: Vec::new(),
+        jobs: vec![send_job(ctx, key, to, text_activity(&text), None)],
+    }
+}
+
+/// A follow-up message job, keyed after the job that causes it.
+pub fn send_job(
+    ctx: &EffectContext,
+    key: &str,
+    to: &ReplyTarget,
+    activity: Value,
+    card_key: Option<String>,
+) -> NewJob {
+    let effect = Effect::ConnectorSend {
+        service_url: to.service_url.clone(),
+        conversation_id: to.conversation_id.clone(),
+        reply_to_id: to.reply_to_id.clone(),
+        activity,
+        card_key,
+    };
+    super::job(
+        &effect,
+        format!("{key}:reply"),
+        ctx.clock.now(),
+        ctx.max_attempts,
+    )
+}
+
+pub fn text_activity(text: &str) -> Value {
+    json!({ "type": "message", "textFormat": "markdown", "text": text })
+}
+
+/// A card goes alone in its activity: text beside it makes Teams split the message and lose the id that
+/// later updates need.
+pub fn card_activity(card: Value) -> Value {
+    json!({
+        "type": "message",
+        "attachments": [{ "contentType": crate::turn::ADAPTIVE_CARD, "content": card }],
+    })
 }
 
 /// `19:x@thread.tacv2;messageid=1` and `19:x@thread.tacv2` are the same conversation reference.
 pub fn base_conversation(id: &str) -> &str {
     id.split(";messageid=").next().unwrap_or(id)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+    use super::*;
+
+    /// Every effect must survive the trip through the job table; a serialisation failure would store a
+    /// job that can never run.
+    #[test]
+    fn effects_round_trip_through_json() {
+        let reply = ReplyTarget {
+            service_url: "https://smba.trafficmanager.net/emea/".into(),
+            conversation_id: "19:c@thread.tacv2;messageid=1".into(),
+            reply_to_id: Some("1".into()),
+        };
+        let effects = vec![
+            Effect::ConnectorSend {
+                service_url: reply.service_url.clone(),
+                conversation_id: "19:c@thread.tacv2".into(),
+                reply_to_id: None,
+                activity: json!({"type": "message"}),
+                card_key: Some("prep:1".into()),
+            },
+            Effect::ConnectorUpdate {
+                service_url: reply.service_url.clone(),
+                conversation_id: "19:c@thread.tacv2".into(),
+                activity_id: "2".into(),
+                activity: json!({"type": "message"}),
+            },
+            Effect::ResolveRosterMember {
+                engagement_id: 1,
+                role: Role::Tam,
+                target: MemberTarget::Email {
+                    address: "a@b.com".into(),
+                },
+                requested_by: "Dana".into(),
+                service_url: reply.service_url.clone(),
+                conversation_id: "19:c@thread.tacv2".into(),
+                reply: reply.clone(),
+            },
+            Effect::ResolveRosterMember {
+                engagement_id: 1,
+                role: Role::Ats,
+                target: MemberTarget::Mention {
+                    teams_id: "29:a".into(),
+                    name: "Ada".into(),
+                },
+                requested_by: "Dana".into(),
+                service_url: reply.service_url.clone(),
+                conversation_id: "19:c@thread.tacv2".into(),
+                reply,
+            },
+        ];
+        for effect in effects {
+            let value = serde_json::to_value(&effect).unwrap();
+            assert_eq!(value["kind"], effect.kind());
+            let back: Effect = serde_json::from_value(value).unwrap();
+            assert_eq!(back, effect);
+        }
+    }
 }

@@ -10,7 +10,10 @@
 mod effect;
 mod worker;
 
-pub use effect::{Effect, EffectOutcome};
+pub use effect::{
+    Effect, EffectContext, EffectError, EffectOutcome, MemberTarget, ReplyTarget, card_activity,
+    send_job, text_activity,
+};
 pub use worker::{Worker, WorkerSettings};
 
 use crate::clock::Millis;
@@ -20,7 +23,11 @@ use crate::store::NewJob;
 pub fn job(effect: &Effect, idempotency_key: String, now: Millis, max_attempts: u32) -> NewJob {
     NewJob {
         kind: effect.kind().to_string(),
-        payload: serde_json::to_value(effect).unwrap_or_default(),
+        payload: serde_json::to_value(effect).unwrap_or_else(|e| {
+            // Effects are plain data; `effects_round_trip_through_json` keeps this unreachable.
+            tracing::error!(error = %e, kind = effect.kind(), "an effect could not be serialised");
+            serde_json::Value::Null
+        }),
         idempotency_key,
         ordering_key: effect.ordering_key(),
         run_at: now,

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
-use super::effect::{Effect, EffectOutcome, base_conversation};
-use crate::botframework::connector::{ConnectorClient, ConnectorError};
+use super::effect::{Effect, EffectContext, EffectError, EffectOutcome, base_conversation};
+use crate::botframework::connector::ConnectorError;
 use crate::botframework::retry::RetryPolicy;
 use crate::clock::{Clock, millis};
 use crate::store::{Job, JobStatus, Store, StoreError};
@@ -27,24 +27,19 @@ pub struct WorkerSettings {
 pub struct Worker {
     id: String,
     store: Arc<dyn Store>,
-    connector: ConnectorClient,
+    ctx: EffectContext,
     clock: Clock,
     settings: WorkerSettings,
     notify: Arc<Notify>,
 }
 
 impl Worker {
-    pub fn new(
-        store: Arc<dyn Store>,
-        connector: ConnectorClient,
-        clock: Clock,
-        settings: WorkerSettings,
-    ) -> Self {
+    pub fn new(ctx: EffectContext, settings: WorkerSettings) -> Self {
         Self {
             id: format!("worker-{}", uuid::Uuid::new_v4()),
-            store,
-            connector,
-            clock,
+            store: ctx.store.clone(),
+            clock: ctx.clock.clone(),
+            ctx,
             settings,
             notify: Arc::new(Notify::new()),
         }
@@ -145,19 +140,36 @@ impl Worker {
             return;
         }
         let started = Instant::now();
-        let outcome = effect.perform(&self.connector).await;
+        let outcome = effect.perform(&self.ctx, &job.idempotency_key).await;
         metrics::histogram!("fieldbot_job_duration_seconds", "kind" => job.kind.clone())
             .record(started.elapsed().as_secs_f64());
         let now = self.clock.now();
         match outcome {
-            EffectOutcome::Done(result) => {
-                match self.store.complete_job(job.id, &self.id, result, now).await {
+            EffectOutcome::Done {
+                result,
+                changes,
+                jobs,
+            } => {
+                let follow_ups = !jobs.is_empty();
+                match self
+                    .store
+                    .complete_job(job.id, &self.id, result, changes, jobs, now)
+                    .await
+                {
                     Ok(true) => {
                         metrics::counter!("fieldbot_jobs_completed_total", "kind" => job.kind.clone())
                             .increment(1);
+                        if follow_ups {
+                            self.notify.notify_one();
+                        }
                     }
                     Ok(false) => tracing::warn!("job finished after its lease was taken over"),
-                    Err(e) => tracing::error!(error = %e, "recording a finished job failed"),
+                    Err(e) => {
+                        // The effect happened but its outcome could not be recorded: run it again later
+                        // (every effect is idempotent or keyed).
+                        self.handle_failure(&job, EffectError::Store(e), true, None)
+                            .await
+                    }
                 }
             }
             EffectOutcome::Failed {
@@ -165,7 +177,7 @@ impl Worker {
                 idempotent,
                 conversation_id,
             } => {
-                self.handle_failure(&job, error, idempotent, &conversation_id)
+                self.handle_failure(&job, error, idempotent, conversation_id.as_deref())
                     .await
             }
         }
@@ -174,12 +186,16 @@ impl Worker {
     async fn handle_failure(
         &self,
         job: &Job,
-        error: ConnectorError,
+        error: EffectError,
         idempotent: bool,
-        conversation_id: &str,
+        conversation_id: Option<&str>,
     ) {
         let text = error.to_string();
-        if let ConnectorError::NotInConversation { code, .. } = &error {
+        if let (
+            EffectError::Connector(ConnectorError::NotInConversation { code, .. }),
+            Some(conversation_id),
+        ) = (&error, conversation_id)
+        {
             let reason = if code.is_empty() {
                 "not found"
             } else {
@@ -201,7 +217,7 @@ impl Worker {
             self.finish(job, JobStatus::Dead, &text).await;
             return;
         }
-        if matches!(error, ConnectorError::Unconfirmed(_)) && !idempotent {
+        if error.is_unconfirmed() && !idempotent {
             tracing::warn!(error = %text, "a non-idempotent call may have happened; not re-sending it");
             self.finish(job, JobStatus::Unconfirmed, &text).await;
             return;

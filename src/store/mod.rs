@@ -12,6 +12,8 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use crate::clock::Millis;
+use crate::domain::engagement::{Motion, Person, PrepItem, RosterMember};
+use crate::domain::roles::Role;
 
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -88,6 +90,123 @@ pub enum Change {
         conversation_id: String,
         reason: String,
     },
+    /// Fails with `StoreError::Conflict` when the channel already has an active engagement.
+    StartEngagement(Engagement),
+    CloseEngagement {
+        id: i64,
+        by: String,
+    },
+    /// Adds the person to the role, or refreshes what is known about them.
+    AddRosterMember {
+        engagement_id: i64,
+        member: RosterMember,
+        by: String,
+    },
+    /// Removes everyone in `role`, or only `person_key` when given.
+    RemoveRosterMember {
+        engagement_id: i64,
+        role: Role,
+        person_key: Option<String>,
+    },
+    SetPrepTick {
+        engagement_id: i64,
+        item: PrepItem,
+        done: bool,
+        by: String,
+    },
+    /// Remembers where a card lives so it can be updated in place.
+    SaveCard(CardRef),
+    /// Creates an invite (version 1) or, with `expected_version`, replaces it only if nobody changed it since
+    /// (else `StoreError::Conflict`): two clicks on one card cannot both win.
+    SaveInvite {
+        invite: InviteRecord,
+        expected_version: Option<i64>,
+    },
+    RecordSyncNotes {
+        engagement_id: i64,
+        notes: Value,
+        by: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Engagement {
+    pub id: i64,
+    /// The account-team channel the engagement is bound to.
+    pub conversation_id: String,
+    pub service_url: String,
+    pub customer: String,
+    pub motion: Motion,
+    pub tpid: Option<u64>,
+    pub tenant: Option<String>,
+    pub fm: Person,
+    pub active: bool,
+    pub created_at: Millis,
+    pub closed_at: Option<Millis>,
+    pub closed_by: Option<String>,
+    pub roster: Vec<RosterMember>,
+    pub prep: Vec<PrepTick>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrepTick {
+    pub item: PrepItem,
+    pub done: bool,
+    pub by: String,
+    pub at: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CardRef {
+    /// What the card shows, e.g. `prep:<engagement>` or `invite:<id>`.
+    pub key: String,
+    pub conversation_id: String,
+    pub activity_id: String,
+    pub service_url: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct InviteRecord {
+    pub id: i64,
+    pub engagement_id: i64,
+    pub state: String,
+    pub data: Value,
+    pub version: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyncNotesRecord {
+    pub id: i64,
+    pub engagement_id: i64,
+    pub notes: Value,
+    pub by: String,
+    pub at: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxCall {
+    pub id: i64,
+    pub method: String,
+    pub path: String,
+    pub body: Option<Value>,
+    pub recorded_at: Millis,
+}
+
+/// Identifies a person within a role: email, else Entra object id, else Teams id, else name.
+pub fn person_key(person: &Person) -> String {
+    person
+        .email
+        .as_deref()
+        .or(person.upn.as_deref())
+        .or(person.aad_object_id.as_deref())
+        .or(person.teams_id.as_deref())
+        .unwrap_or(&person.name)
+        .to_lowercase()
+}
+
+/// A fresh id that is safe in JSON numbers and unguessable enough not to collide.
+pub fn new_id() -> i64 {
+    fastrand::i64(1..(1_i64 << 53))
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -212,11 +331,15 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<Job>, StoreError>;
 
     /// Each finishing call applies only while `worker` still holds the lease; false means it was lost.
+    /// Completing a job applies the state changes it caused and enqueues its follow-up jobs in the same
+    /// transaction, so a multi-step workflow neither loses nor repeats a step.
     async fn complete_job(
         &self,
         id: i64,
         worker: &str,
         result: Option<Value>,
+        changes: Vec<Change>,
+        jobs: Vec<NewJob>,
         now: Millis,
     ) -> Result<bool, StoreError>;
 
@@ -253,6 +376,33 @@ pub trait Store: Send + Sync + 'static {
 
     /// Forgets inbound activity ids older than `before`.
     async fn prune_inbound(&self, before: Millis) -> Result<u64, StoreError>;
+
+    async fn active_engagement(
+        &self,
+        conversation_id: &str,
+    ) -> Result<Option<Engagement>, StoreError>;
+
+    async fn engagement(&self, id: i64) -> Result<Option<Engagement>, StoreError>;
+
+    /// Newest first; `active` filters on status when given.
+    async fn engagements(&self, active: Option<bool>) -> Result<Vec<Engagement>, StoreError>;
+
+    async fn card(&self, key: &str) -> Result<Option<CardRef>, StoreError>;
+
+    async fn invite(&self, id: i64) -> Result<Option<InviteRecord>, StoreError>;
+
+    async fn sync_notes(&self, engagement_id: i64) -> Result<Vec<SyncNotesRecord>, StoreError>;
+
+    async fn record_graph_call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        now: Millis,
+    ) -> Result<(), StoreError>;
+
+    /// The most recent recorded (dry-run) Graph calls, oldest first.
+    async fn graph_outbox(&self, limit: u32) -> Result<Vec<OutboxCall>, StoreError>;
 }
 
 /// Opens (and migrates) the store named by `url`: `sqlite://…` or `postgres://…`.
@@ -348,6 +498,63 @@ impl From<ConversationRow> for StoredConversation {
             updated_at: r.updated_at,
         }
     }
+}
+
+#[derive(sqlx::FromRow)]
+struct EngagementRow {
+    id: i64,
+    conversation_id: String,
+    service_url: String,
+    customer: String,
+    motion: String,
+    tpid: Option<i64>,
+    tenant: Option<String>,
+    fm: String,
+    status: String,
+    created_at: i64,
+    closed_at: Option<i64>,
+    closed_by: Option<String>,
+}
+
+impl EngagementRow {
+    fn into_engagement(
+        self,
+        roster: Vec<RosterMember>,
+        prep: Vec<PrepTick>,
+    ) -> Result<Engagement, StoreError> {
+        let corrupt = |what: &str| {
+            StoreError::Other(anyhow::anyhow!(
+                "engagement {} has an unreadable {what}",
+                self.id
+            ))
+        };
+        Ok(Engagement {
+            motion: Motion::parse(&self.motion).ok_or_else(|| corrupt("motion"))?,
+            fm: serde_json::from_str(&self.fm).map_err(|_| corrupt("FM"))?,
+            id: self.id,
+            conversation_id: self.conversation_id,
+            service_url: self.service_url,
+            customer: self.customer,
+            tpid: self.tpid.and_then(|t| u64::try_from(t).ok()),
+            tenant: self.tenant,
+            active: self.status == "active",
+            created_at: self.created_at,
+            closed_at: self.closed_at,
+            closed_by: self.closed_by,
+            roster,
+            prep,
+        })
+    }
+}
+
+const ENGAGEMENT_COLUMNS: &str = "id, conversation_id, service_url, customer, motion, tpid, tenant, fm, status, \
+     created_at, closed_at, closed_by";
+
+fn roster_member(role: &str, person: &str) -> Option<RosterMember> {
+    Some(RosterMember {
+        role: Role::parse(role)?,
+        person: serde_json::from_str(person).ok()?,
+    })
 }
 
 const JOB_COLUMNS: &str = "id, kind, payload, idempotency_key, ordering_key, status, attempts, max_attempts, \

@@ -78,6 +78,61 @@ pub(super) const JOB_COUNTS: &str = "SELECT status, COUNT(*) FROM jobs GROUP BY 
 
 pub(super) const PRUNE_INBOUND: &str = "DELETE FROM inbound_activities WHERE received_at < $1";
 
+pub(super) const INSERT_ENGAGEMENT: &str = "INSERT INTO engagements \
+     (id, conversation_id, service_url, customer, motion, tpid, tenant, fm, status, created_at, updated_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'active', $9, $9)";
+
+pub(super) const CLOSE_ENGAGEMENT: &str = "UPDATE engagements SET status = 'closed', closed_at = $2, \
+     closed_by = $3, updated_at = $2 WHERE id = $1 AND status = 'active'";
+
+pub(super) const UPSERT_ROSTER: &str = "INSERT INTO roster_members \
+     (engagement_id, role, person_key, person, added_by, added_at) VALUES ($1, $2, $3, $4, $5, $6) \
+     ON CONFLICT (engagement_id, role, person_key) DO UPDATE SET person = excluded.person";
+
+pub(super) const DELETE_ROLE: &str =
+    "DELETE FROM roster_members WHERE engagement_id = $1 AND role = $2";
+
+pub(super) const DELETE_ROSTER_MEMBER: &str =
+    "DELETE FROM roster_members WHERE engagement_id = $1 AND role = $2 AND person_key = $3";
+
+pub(super) const SELECT_ROSTER: &str = "SELECT role, person FROM roster_members WHERE engagement_id = $1 ORDER BY added_at, person_key";
+
+pub(super) const UPSERT_PREP: &str = "INSERT INTO prep_ticks (engagement_id, item, done, by_name, at) \
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (engagement_id, item) DO UPDATE SET \
+     done = excluded.done, by_name = excluded.by_name, at = excluded.at";
+
+pub(super) const SELECT_PREP: &str =
+    "SELECT item, done, by_name, at FROM prep_ticks WHERE engagement_id = $1";
+
+pub(super) const UPSERT_CARD: &str = "INSERT INTO cards (card_key, conversation_id, activity_id, service_url, \
+     updated_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (card_key) DO UPDATE SET \
+     conversation_id = excluded.conversation_id, activity_id = excluded.activity_id, \
+     service_url = excluded.service_url, updated_at = excluded.updated_at";
+
+pub(super) const SELECT_CARD: &str =
+    "SELECT card_key, conversation_id, activity_id, service_url FROM cards WHERE card_key = $1";
+
+pub(super) const INSERT_INVITE: &str = "INSERT INTO invites \
+     (id, engagement_id, state, data, version, created_at, updated_at) VALUES ($1, $2, $3, $4, 1, $5, $5)";
+
+pub(super) const UPDATE_INVITE: &str = "UPDATE invites SET state = $2, data = $3, version = version + 1, \
+     updated_at = $4 WHERE id = $1 AND version = $5";
+
+pub(super) const SELECT_INVITE: &str =
+    "SELECT id, engagement_id, state, data, version FROM invites WHERE id = $1";
+
+pub(super) const INSERT_SYNC_NOTES: &str =
+    "INSERT INTO sync_notes (id, engagement_id, notes, by_name, at) VALUES ($1, $2, $3, $4, $5)";
+
+pub(super) const SELECT_SYNC_NOTES: &str = "SELECT id, engagement_id, notes, by_name, at FROM sync_notes \
+     WHERE engagement_id = $1 ORDER BY at, id";
+
+pub(super) const INSERT_OUTBOX: &str =
+    "INSERT INTO graph_outbox (method, path, body, recorded_at) VALUES ($1, $2, $3, $4)";
+
+pub(super) const SELECT_OUTBOX: &str = "SELECT id, method, path, body, recorded_at FROM \
+     (SELECT id, method, path, body, recorded_at FROM graph_outbox ORDER BY id DESC LIMIT $1) recent ORDER BY id";
+
 /// Expands to a full `Store` implementation for one backend.
 macro_rules! impl_store {
     ($store:ident, $db:ty, $name:literal, $skip_locked:expr) => {
@@ -141,35 +196,7 @@ macro_rules! impl_store {
                     }
                 }
                 let mut all_jobs = jobs;
-                for change in changes {
-                    match change {
-                        Change::TouchConversation(reference) => {
-                            upsert_conversation(&mut tx, &reference, now).await?;
-                        }
-                        Change::InstallConversation { reference, welcome } => {
-                            let before: Option<(String,)> =
-                                sqlx::query_as(sql::SELECT_CONVERSATION_STATUS)
-                                    .bind(&reference.conversation_id)
-                                    .fetch_optional(&mut *tx)
-                                    .await?;
-                            upsert_conversation(&mut tx, &reference, now).await?;
-                            if before.map(|b| b.0) != Some("live".to_string()) {
-                                all_jobs.extend(welcome);
-                            }
-                        }
-                        Change::MarkConversationDead {
-                            conversation_id,
-                            reason,
-                        } => {
-                            sqlx::query(sql::MARK_CONVERSATION_DEAD)
-                                .bind(&conversation_id)
-                                .bind(&reason)
-                                .bind(now)
-                                .execute(&mut *tx)
-                                .await?;
-                        }
-                    }
-                }
+                all_jobs.extend(apply_changes(&mut tx, changes, now).await?);
                 for job in &all_jobs {
                     insert_job(&mut tx, job, now).await?;
                 }
@@ -248,18 +275,32 @@ macro_rules! impl_store {
                 id: i64,
                 worker: &str,
                 result: Option<serde_json::Value>,
+                changes: Vec<Change>,
+                jobs: Vec<NewJob>,
                 now: Millis,
             ) -> Result<bool, StoreError> {
                 let result = result.map(|v| v.to_string());
+                let mut tx = self.pool.begin().await?;
                 let n = sqlx::query(sql::COMPLETE_JOB)
                     .bind(id)
                     .bind(worker)
                     .bind(result)
                     .bind(now)
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await?
                     .rows_affected();
-                Ok(n == 1)
+                if n != 1 {
+                    // The lease was lost: whoever holds the job now will apply its outcome.
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
+                let mut all_jobs = jobs;
+                all_jobs.extend(apply_changes(&mut tx, changes, now).await?);
+                for job in &all_jobs {
+                    insert_job(&mut tx, job, now).await?;
+                }
+                tx.commit().await?;
+                Ok(true)
             }
 
             async fn retry_job(
@@ -360,6 +401,313 @@ macro_rules! impl_store {
                     .await?
                     .rows_affected())
             }
+
+            async fn active_engagement(
+                &self,
+                conversation_id: &str,
+            ) -> Result<Option<Engagement>, StoreError> {
+                let row: Option<EngagementRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {ENGAGEMENT_COLUMNS} FROM engagements WHERE conversation_id = $1 AND status = 'active'"
+                )))
+                .bind(conversation_id)
+                .fetch_optional(&self.pool)
+                .await?;
+                match row {
+                    Some(row) => Ok(Some(self.hydrate(row).await?)),
+                    None => Ok(None),
+                }
+            }
+
+            async fn engagement(&self, id: i64) -> Result<Option<Engagement>, StoreError> {
+                let row: Option<EngagementRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {ENGAGEMENT_COLUMNS} FROM engagements WHERE id = $1"
+                )))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+                match row {
+                    Some(row) => Ok(Some(self.hydrate(row).await?)),
+                    None => Ok(None),
+                }
+            }
+
+            async fn engagements(&self, active: Option<bool>) -> Result<Vec<Engagement>, StoreError> {
+                let filter = match active {
+                    Some(true) => "WHERE status = 'active'",
+                    Some(false) => "WHERE status = 'closed'",
+                    None => "",
+                };
+                let rows: Vec<EngagementRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {ENGAGEMENT_COLUMNS} FROM engagements {filter} ORDER BY created_at DESC, id"
+                )))
+                .fetch_all(&self.pool)
+                .await?;
+                let mut out = Vec::with_capacity(rows.len());
+                for row in rows {
+                    out.push(self.hydrate(row).await?);
+                }
+                Ok(out)
+            }
+
+            async fn card(&self, key: &str) -> Result<Option<CardRef>, StoreError> {
+                let row: Option<(String, String, String, String)> = sqlx::query_as(sql::SELECT_CARD)
+                    .bind(key)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(row.map(|(key, conversation_id, activity_id, service_url)| CardRef {
+                    key,
+                    conversation_id,
+                    activity_id,
+                    service_url,
+                }))
+            }
+
+            async fn invite(&self, id: i64) -> Result<Option<InviteRecord>, StoreError> {
+                let row: Option<(i64, i64, String, String, i64)> = sqlx::query_as(sql::SELECT_INVITE)
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.map(|(id, engagement_id, state, data, version)| {
+                    Ok(InviteRecord {
+                        id,
+                        engagement_id,
+                        state,
+                        data: serde_json::from_str(&data).map_err(|e| {
+                            StoreError::Other(anyhow::anyhow!("invite {id} is unreadable: {e}"))
+                        })?,
+                        version,
+                    })
+                })
+                .transpose()
+            }
+
+            async fn sync_notes(&self, engagement_id: i64) -> Result<Vec<SyncNotesRecord>, StoreError> {
+                let rows: Vec<(i64, i64, String, String, i64)> = sqlx::query_as(sql::SELECT_SYNC_NOTES)
+                    .bind(engagement_id)
+                    .fetch_all(&self.pool)
+                    .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(id, engagement_id, notes, by, at)| SyncNotesRecord {
+                        id,
+                        engagement_id,
+                        notes: serde_json::from_str(&notes).unwrap_or(serde_json::Value::Null),
+                        by,
+                        at,
+                    })
+                    .collect())
+            }
+
+            async fn record_graph_call(
+                &self,
+                method: &str,
+                path: &str,
+                body: Option<&serde_json::Value>,
+                now: Millis,
+            ) -> Result<(), StoreError> {
+                sqlx::query(sql::INSERT_OUTBOX)
+                    .bind(method)
+                    .bind(path)
+                    .bind(body.map(|b| b.to_string()))
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn graph_outbox(&self, limit: u32) -> Result<Vec<OutboxCall>, StoreError> {
+                let rows: Vec<(i64, String, String, Option<String>, i64)> = sqlx::query_as(sql::SELECT_OUTBOX)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(id, method, path, body, recorded_at)| OutboxCall {
+                        id,
+                        method,
+                        path,
+                        body: body.and_then(|b| serde_json::from_str(&b).ok()),
+                        recorded_at,
+                    })
+                    .collect())
+            }
+        }
+
+        impl $store {
+            /// Loads an engagement's roster and prep ticks.
+            async fn hydrate(&self, row: EngagementRow) -> Result<Engagement, StoreError> {
+                let roster_rows: Vec<(String, String)> = sqlx::query_as(sql::SELECT_ROSTER)
+                    .bind(row.id)
+                    .fetch_all(&self.pool)
+                    .await?;
+                let roster = roster_rows
+                    .iter()
+                    .filter_map(|(role, person)| roster_member(role, person))
+                    .collect();
+                let prep_rows: Vec<(String, i64, String, i64)> = sqlx::query_as(sql::SELECT_PREP)
+                    .bind(row.id)
+                    .fetch_all(&self.pool)
+                    .await?;
+                let prep = prep_rows
+                    .into_iter()
+                    .filter_map(|(item, done, by, at)| {
+                        Some(PrepTick { item: PrepItem::parse(&item)?, done: done != 0, by, at })
+                    })
+                    .collect();
+                row.into_engagement(roster, prep)
+            }
+        }
+
+        /// Applies state changes inside a transaction; returns jobs they add (a welcome card).
+        async fn apply_changes(
+            tx: &mut sqlx::Transaction<'_, $db>,
+            changes: Vec<Change>,
+            now: Millis,
+        ) -> Result<Vec<NewJob>, StoreError> {
+            let mut jobs = Vec::new();
+            for change in changes {
+                match change {
+                    Change::TouchConversation(reference) => {
+                        upsert_conversation(tx, &reference, now).await?;
+                    }
+                    Change::InstallConversation { reference, welcome } => {
+                        let before: Option<(String,)> = sqlx::query_as(sql::SELECT_CONVERSATION_STATUS)
+                            .bind(&reference.conversation_id)
+                            .fetch_optional(&mut **tx)
+                            .await?;
+                        upsert_conversation(tx, &reference, now).await?;
+                        if before.map(|b| b.0) != Some("live".to_string()) {
+                            jobs.extend(welcome);
+                        }
+                    }
+                    Change::MarkConversationDead { conversation_id, reason } => {
+                        sqlx::query(sql::MARK_CONVERSATION_DEAD)
+                            .bind(&conversation_id)
+                            .bind(&reason)
+                            .bind(now)
+                            .execute(&mut **tx)
+                            .await?;
+                    }
+                    Change::StartEngagement(e) => {
+                        let fm = serde_json::to_string(&e.fm).map_err(|e| StoreError::Other(e.into()))?;
+                        sqlx::query(sql::INSERT_ENGAGEMENT)
+                            .bind(e.id)
+                            .bind(&e.conversation_id)
+                            .bind(&e.service_url)
+                            .bind(&e.customer)
+                            .bind(e.motion.as_str())
+                            .bind(e.tpid.and_then(|t| i64::try_from(t).ok()))
+                            .bind(e.tenant.as_deref())
+                            .bind(fm)
+                            .bind(now)
+                            .execute(&mut **tx)
+                            .await?;
+                    }
+                    Change::CloseEngagement { id, by } => {
+                        sqlx::query(sql::CLOSE_ENGAGEMENT)
+                            .bind(id)
+                            .bind(now)
+                            .bind(&by)
+                            .execute(&mut **tx)
+                            .await?;
+                    }
+                    Change::AddRosterMember { engagement_id, member, by } => {
+                        let person =
+                            serde_json::to_string(&member.person).map_err(|e| StoreError::Other(e.into()))?;
+                        sqlx::query(sql::UPSERT_ROSTER)
+                            .bind(engagement_id)
+                            .bind(member.role.abbr())
+                            .bind(person_key(&member.person))
+                            .bind(person)
+                            .bind(&by)
+                            .bind(now)
+                            .execute(&mut **tx)
+                            .await?;
+                    }
+                    Change::RemoveRosterMember { engagement_id, role, person_key } => {
+                        match person_key {
+                            Some(key) => {
+                                sqlx::query(sql::DELETE_ROSTER_MEMBER)
+                                    .bind(engagement_id)
+                                    .bind(role.abbr())
+                                    .bind(key)
+                                    .execute(&mut **tx)
+                                    .await?
+                            }
+                            None => {
+                                sqlx::query(sql::DELETE_ROLE)
+                                    .bind(engagement_id)
+                                    .bind(role.abbr())
+                                    .execute(&mut **tx)
+                                    .await?
+                            }
+                        };
+                    }
+                    Change::SetPrepTick { engagement_id, item, done, by } => {
+                        sqlx::query(sql::UPSERT_PREP)
+                            .bind(engagement_id)
+                            .bind(item.as_str())
+                            .bind(i64::from(done))
+                            .bind(&by)
+                            .bind(now)
+                            .execute(&mut **tx)
+                            .await?;
+                    }
+                    Change::SaveCard(card) => {
+                        sqlx::query(sql::UPSERT_CARD)
+                            .bind(&card.key)
+                            .bind(&card.conversation_id)
+                            .bind(&card.activity_id)
+                            .bind(&card.service_url)
+                            .bind(now)
+                            .execute(&mut **tx)
+                            .await?;
+                    }
+                    Change::SaveInvite { invite, expected_version } => {
+                        let data = invite.data.to_string();
+                        match expected_version {
+                            None => {
+                                sqlx::query(sql::INSERT_INVITE)
+                                    .bind(invite.id)
+                                    .bind(invite.engagement_id)
+                                    .bind(&invite.state)
+                                    .bind(data)
+                                    .bind(now)
+                                    .execute(&mut **tx)
+                                    .await?;
+                            }
+                            Some(version) => {
+                                let n = sqlx::query(sql::UPDATE_INVITE)
+                                    .bind(invite.id)
+                                    .bind(&invite.state)
+                                    .bind(data)
+                                    .bind(now)
+                                    .bind(version)
+                                    .execute(&mut **tx)
+                                    .await?
+                                    .rows_affected();
+                                if n != 1 {
+                                    return Err(StoreError::Conflict(format!(
+                                        "invite {} changed since version {version}",
+                                        invite.id
+                                    )));
+                                }
+                            }
+                        }
+                    }
+                    Change::RecordSyncNotes { engagement_id, notes, by } => {
+                        sqlx::query(sql::INSERT_SYNC_NOTES)
+                            .bind(new_id())
+                            .bind(engagement_id)
+                            .bind(notes.to_string())
+                            .bind(&by)
+                            .bind(now)
+                            .execute(&mut **tx)
+                            .await?;
+                    }
+                }
+            }
+            Ok(jobs)
         }
 
         async fn upsert_conversation(

@@ -160,6 +160,7 @@ pub async fn spawn_with(options: Options) -> TestApp {
     settings.bot.allowed_service_hosts = vec!["127.0.0.1".into()];
     settings.bot.connector_timeout_ms = 2000;
     settings.graph.base_url = format!("{}/graph", identity.uri());
+    settings.graph.token_url = format!("{}/{{tenant_id}}/token", identity.uri());
     settings.jobs.run_worker = options.run_worker;
     settings.jobs.backoff_base_ms = 100;
     settings.jobs.poll_interval_ms = 50;
@@ -275,6 +276,32 @@ impl TestApp {
 
     pub async fn run_pending_jobs(&self) -> usize {
         self.worker.drain().await.expect("drain jobs")
+    }
+
+    /// Sends a command as Dana in the test channel, drains the queue, and returns what the bot posted in
+    /// answer (every activity the Connector received since the call).
+    pub async fn say(&self, text: &str) -> Vec<Value> {
+        let before = self.connector_requests().await.len();
+        let response = self.post_activity(&self.message(text)).await;
+        assert_eq!(response.status(), 200, "{text}");
+        self.run_pending_jobs().await;
+        self.connector_requests()
+            .await
+            .into_iter()
+            .skip(before)
+            .map(|r| serde_json::from_slice(&r.body).unwrap_or(Value::Null))
+            .collect()
+    }
+
+    /// Requests the fake Graph received (under `/graph/`).
+    pub async fn graph_requests(&self) -> Vec<Request> {
+        self.identity
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| r.url.path().starts_with("/graph/"))
+            .collect()
     }
 
     /// Requests the fake Connector received on its `/v3/` API.
@@ -478,4 +505,14 @@ fn init_test_logging() {
             let _ = fieldbot::telemetry::init_tracing(&settings, std::io::stdout);
         }
     });
+}
+
+/// The text of an outbound activity: its `text`, or the text of its card.
+pub fn text_of(activity: &Value) -> String {
+    let mut out = activity["text"].as_str().unwrap_or_default().to_string();
+    for card in cards_in(activity) {
+        assert_valid_card(&card);
+        out.push_str(&card.to_string());
+    }
+    out
 }

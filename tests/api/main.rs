@@ -3,6 +3,7 @@
 
 mod auth;
 mod commands;
+mod engagement;
 mod helpers;
 mod install;
 mod jobs;

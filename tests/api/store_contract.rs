@@ -3,8 +3,11 @@
 
 use std::sync::Arc;
 
+use fieldbot::domain::engagement::{Motion, Person, PrepItem, RosterMember};
+use fieldbot::domain::roles::Role;
 use fieldbot::store::{
-    Change, Commit, ConversationRef, InboundKey, JobStatus, NewJob, Store, connect,
+    CardRef, Change, Commit, ConversationRef, Engagement, InboundKey, InviteRecord, JobStatus,
+    NewJob, Store, StoreError, connect,
 };
 use serde_json::json;
 
@@ -186,13 +189,22 @@ async fn job_story(s: &dyn Store) {
     let a = &claimed[0];
     let c = &claimed[1];
     assert!(
-        !s.complete_job(a.id, "w2", None, 300).await.unwrap(),
+        !s.complete_job(a.id, "w2", None, vec![], vec![], 300)
+            .await
+            .unwrap(),
         "only the lease holder finishes a job"
     );
     assert!(
-        s.complete_job(a.id, "w1", Some(json!({"activityId": "x"})), 300)
-            .await
-            .unwrap()
+        s.complete_job(
+            a.id,
+            "w1",
+            Some(json!({"activityId": "x"})),
+            vec![],
+            vec![],
+            300
+        )
+        .await
+        .unwrap()
     );
     let done = s.job_by_key("a").await.unwrap().unwrap();
     assert_eq!(done.status, JobStatus::Done);
@@ -226,7 +238,9 @@ async fn job_story(s: &dyn Store) {
             .any(|j| j.idempotency_key == "b" && j.attempts == 2)
     );
     assert!(
-        !s.complete_job(b.id, "w1", None, 60_500).await.unwrap(),
+        !s.complete_job(b.id, "w1", None, vec![], vec![], 60_500)
+            .await
+            .unwrap(),
         "the old holder lost the lease"
     );
 
@@ -252,6 +266,188 @@ async fn job_story(s: &dyn Store) {
 
     let counts = s.job_counts().await.unwrap();
     assert!(counts.contains(&(JobStatus::Done, 1)), "{counts:?}");
+}
+
+fn engagement(id: i64, conversation: &str) -> Engagement {
+    Engagement {
+        id,
+        conversation_id: conversation.into(),
+        service_url: "https://smba.trafficmanager.net/emea/".into(),
+        customer: "Contoso Ltd".into(),
+        motion: Motion::Rfa,
+        tpid: Some(12345),
+        tenant: Some("contoso.onmicrosoft.com".into()),
+        fm: Person {
+            name: "Frida FM".into(),
+            aad_object_id: Some("fm-oid".into()),
+            ..Person::default()
+        },
+        active: true,
+        created_at: 0,
+        closed_at: None,
+        closed_by: None,
+        roster: vec![],
+        prep: vec![],
+    }
+}
+
+fn person(name: &str, email: &str) -> Person {
+    Person {
+        name: name.into(),
+        email: Some(email.into()),
+        ..Person::default()
+    }
+}
+
+async fn engagement_story(s: &dyn Store) {
+    let change =
+        |c: Change| async move { s.commit_activity(None, 5000, vec![c], vec![], None).await };
+    change(Change::StartEngagement(engagement(7, "19:chan")))
+        .await
+        .unwrap();
+    // One active engagement per channel, enforced by the store itself.
+    let second = change(Change::StartEngagement(engagement(8, "19:chan"))).await;
+    assert!(matches!(second, Err(StoreError::Conflict(_))), "{second:?}");
+    let e = s.active_engagement("19:chan").await.unwrap().unwrap();
+    assert_eq!(
+        (e.id, e.customer.as_str(), e.motion, e.tpid),
+        (7, "Contoso Ltd", Motion::Rfa, Some(12345))
+    );
+    assert_eq!(e.fm.name, "Frida FM");
+
+    let add = |role, p: Person| Change::AddRosterMember {
+        engagement_id: 7,
+        member: RosterMember { role, person: p },
+        by: "Frida".into(),
+    };
+    change(add(Role::Ats, person("Ada", "ada@contoso.com")))
+        .await
+        .unwrap();
+    change(add(Role::Tam, person("Tom", "tom@contoso.com")))
+        .await
+        .unwrap();
+    change(add(Role::Tam, person("Tom Renamed", "TOM@contoso.com")))
+        .await
+        .unwrap();
+    change(add(Role::Csm, person("Cy", "cy@contoso.com")))
+        .await
+        .unwrap();
+    let e = s.engagement(7).await.unwrap().unwrap();
+    assert_eq!(
+        e.roster.len(),
+        3,
+        "the same person in the same role is one entry: {:?}",
+        e.roster
+    );
+    assert!(
+        e.roster
+            .iter()
+            .any(|m| m.role == Role::Tam && m.person.name == "Tom Renamed")
+    );
+    change(Change::RemoveRosterMember {
+        engagement_id: 7,
+        role: Role::Csm,
+        person_key: None,
+    })
+    .await
+    .unwrap();
+    assert_eq!(s.engagement(7).await.unwrap().unwrap().roster.len(), 2);
+
+    change(Change::SetPrepTick {
+        engagement_id: 7,
+        item: PrepItem::CompanyBackground,
+        done: true,
+        by: "Frida".into(),
+    })
+    .await
+    .unwrap();
+    let e = s.engagement(7).await.unwrap().unwrap();
+    assert_eq!(e.prep.len(), 1);
+    assert!(e.prep[0].done && e.prep[0].by == "Frida");
+
+    change(Change::SaveCard(CardRef {
+        key: "prep:7".into(),
+        conversation_id: "19:chan".into(),
+        activity_id: "m1".into(),
+        service_url: "https://x/".into(),
+    }))
+    .await
+    .unwrap();
+    assert_eq!(s.card("prep:7").await.unwrap().unwrap().activity_id, "m1");
+
+    // Invites use optimistic concurrency: a stale version changes nothing.
+    let invite = InviteRecord {
+        id: 99,
+        engagement_id: 7,
+        state: "proposed".into(),
+        data: json!({"slots": []}),
+        version: 1,
+    };
+    change(Change::SaveInvite {
+        invite: invite.clone(),
+        expected_version: None,
+    })
+    .await
+    .unwrap();
+    let sent = InviteRecord {
+        state: "sent".into(),
+        ..invite.clone()
+    };
+    change(Change::SaveInvite {
+        invite: sent.clone(),
+        expected_version: Some(1),
+    })
+    .await
+    .unwrap();
+    let stale = change(Change::SaveInvite {
+        invite: sent,
+        expected_version: Some(1),
+    })
+    .await;
+    assert!(matches!(stale, Err(StoreError::Conflict(_))));
+    let stored = s.invite(99).await.unwrap().unwrap();
+    assert_eq!((stored.state.as_str(), stored.version), ("sent", 2));
+
+    change(Change::RecordSyncNotes {
+        engagement_id: 7,
+        notes: json!({"summary": "good call"}),
+        by: "Frida".into(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        s.sync_notes(7).await.unwrap()[0].notes["summary"],
+        "good call"
+    );
+
+    s.record_graph_call(
+        "POST",
+        "/users/x/messages",
+        Some(&json!({"subject": "hi"})),
+        1,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.graph_outbox(10).await.unwrap()[0].path,
+        "/users/x/messages"
+    );
+
+    change(Change::CloseEngagement {
+        id: 7,
+        by: "Frida".into(),
+    })
+    .await
+    .unwrap();
+    assert!(s.active_engagement("19:chan").await.unwrap().is_none());
+    let closed = s.engagement(7).await.unwrap().unwrap();
+    assert!(!closed.active && closed.closed_by.as_deref() == Some("Frida"));
+    // A new engagement may start once the old one is closed.
+    change(Change::StartEngagement(engagement(8, "19:chan")))
+        .await
+        .unwrap();
+    assert_eq!(s.engagements(None).await.unwrap().len(), 2);
+    assert_eq!(s.engagements(Some(true)).await.unwrap().len(), 1);
 }
 
 /// Two workers claiming at once never get the same job.
@@ -293,6 +489,8 @@ async fn sqlite_store_contract() {
     assert_eq!(s.backend(), "sqlite");
     let (s, _db) = store(Backend::Sqlite).await;
     job_story(s.as_ref()).await;
+    let (s, _db) = store(Backend::Sqlite).await;
+    engagement_story(s.as_ref()).await;
 }
 
 #[tokio::test]
@@ -302,6 +500,8 @@ async fn postgres_store_contract() {
     assert_eq!(s.backend(), "postgres");
     let (s, _db) = store(Backend::Postgres).await;
     job_story(s.as_ref()).await;
+    let (s, _db) = store(Backend::Postgres).await;
+    engagement_story(s.as_ref()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

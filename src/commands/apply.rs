@@ -1,0 +1,341 @@
+//! Applying stateful commands: read what the command needs from the store, decide, and return the reply
+//! plus the state changes and jobs to commit with the activity. Nothing here performs I/O beyond store
+//! reads; lookups and Graph calls are jobs.
+
+use serde_json::json;
+
+use super::{Command, Reply, Who};
+use crate::cards;
+use crate::clock::Millis;
+use crate::domain::engagement::{Person, PrepItem, RosterMember};
+use crate::domain::roles::Role;
+use crate::jobs::{self, Effect, MemberTarget, ReplyTarget};
+use crate::store::{Change, Engagement, NewJob, Store, StoreError, new_id, person_key};
+
+/// What a stateful command may use.
+pub struct Ctx<'a> {
+    pub store: &'a dyn Store,
+    pub now: Millis,
+    /// Who typed the command.
+    pub actor: Person,
+    /// The channel (or chat) the command came from, without a thread suffix.
+    pub conversation_id: String,
+    pub conversation_type: Option<String>,
+    pub service_url: String,
+    /// Where replies go: the thread and the message to reply to.
+    pub reply: ReplyTarget,
+    /// Unique per inbound activity: the base of every idempotency key this command creates.
+    pub activity_key: String,
+    pub max_attempts: u32,
+}
+
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub reply: Option<Reply>,
+    /// A new version of the card that was clicked: shown to the clicking user at once (invoke response)
+    /// and put in place for everyone.
+    pub updated_card: Option<serde_json::Value>,
+    pub changes: Vec<Change>,
+    pub jobs: Vec<NewJob>,
+}
+
+impl Outcome {
+    fn reply(reply: Reply) -> Self {
+        Outcome {
+            reply: Some(reply),
+            ..Outcome::default()
+        }
+    }
+
+    fn text(text: impl Into<String>) -> Self {
+        Self::reply(Reply::Text(text.into()))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub async fn apply(ctx: &Ctx<'_>, command: Command) -> Result<Outcome, CommandError> {
+    match command {
+        Command::Help | Command::Roles(_) => Ok(Outcome::reply(super::execute(&command))),
+        Command::EngagementStart {
+            customer,
+            motion,
+            tpid,
+            tenant,
+        } => {
+            if ctx.conversation_type.as_deref() == Some("personal") {
+                return Ok(Outcome::text(
+                    "Start an engagement in the account team's channel, so the whole team sees it: \
+                     `@fieldbot engagement start \"Customer\" motion:rfa`.",
+                ));
+            }
+            if let Some(active) = ctx.store.active_engagement(&ctx.conversation_id).await? {
+                return Ok(Outcome::text(format!(
+                    "This channel already has an active engagement: **{}** ({}). Close it with \
+                     `engagement close` before starting another.",
+                    cards::plain(&active.customer),
+                    active.motion.label()
+                )));
+            }
+            let engagement = Engagement {
+                id: new_id(),
+                conversation_id: ctx.conversation_id.clone(),
+                service_url: ctx.service_url.clone(),
+                customer,
+                motion,
+                tpid,
+                tenant,
+                fm: ctx.actor.clone(),
+                active: true,
+                created_at: ctx.now,
+                closed_at: None,
+                closed_by: None,
+                roster: Vec::new(),
+                prep: Vec::new(),
+            };
+            let card = cards::welcome_engagement_card(&view(&engagement));
+            Ok(Outcome {
+                reply: Some(Reply::Card(card)),
+                changes: vec![Change::StartEngagement(engagement)],
+                ..Outcome::default()
+            })
+        }
+        Command::EngagementShow => with_engagement(ctx, |e| {
+            Outcome::reply(Reply::Card(cards::engagement_summary_card(&view(&e))))
+        })
+        .await,
+        Command::EngagementClose => with_engagement(ctx, |e| Outcome {
+            reply: Some(Reply::Text(format!(
+                "Closed the engagement for **{}**. Its record stays available; start a new one with \
+                 `engagement start`.",
+                cards::plain(&e.customer)
+            ))),
+            changes: vec![Change::CloseEngagement {
+                id: e.id,
+                by: ctx.actor.name.clone(),
+            }],
+            ..Outcome::default()
+        })
+        .await,
+        Command::TeamShow => with_engagement(ctx, |e| {
+            Outcome::reply(Reply::Card(cards::roster_card(e.id, &e.customer, &e.roster)))
+        })
+        .await,
+        Command::TeamAdd { role, who } => {
+            with_engagement(ctx, |e| {
+                let target = match who {
+                    Who::Mention(m) => MemberTarget::Mention {
+                        teams_id: m.id,
+                        name: m.name,
+                    },
+                    Who::Email(email) => MemberTarget::Email { address: email },
+                };
+                // Resolving the person is a lookup (Connector or Graph): a job, so the webhook stays fast.
+                let effect = Effect::ResolveRosterMember {
+                    engagement_id: e.id,
+                    role,
+                    target,
+                    requested_by: ctx.actor.name.clone(),
+                    service_url: ctx.service_url.clone(),
+                    conversation_id: ctx.conversation_id.clone(),
+                    reply: ctx.reply.clone(),
+                };
+                Outcome {
+                    jobs: vec![jobs::job(
+                        &effect,
+                        format!("{}:team-add", ctx.activity_key),
+                        ctx.now,
+                        ctx.max_attempts,
+                    )],
+                    ..Outcome::default()
+                }
+            })
+            .await
+        }
+        Command::TeamRemove { role, who } => {
+            with_engagement(ctx, |e| team_remove(e, role, who)).await
+        }
+        Command::PrepShow => with_engagement(ctx, |e| {
+            Outcome::reply(Reply::Card(prep_card(&e, &[])))
+        })
+        .await,
+        Command::PrepToggle {
+            engagement_id,
+            item,
+            done,
+        } => {
+            let engagement = ctx.store.engagement(engagement_id).await?;
+            let Some(e) = engagement.filter(|e| e.conversation_id == ctx.conversation_id) else {
+                return Ok(Outcome::text(
+                    "That checklist belongs to an engagement I can't find in this channel.",
+                ));
+            };
+            if !e.active {
+                return Ok(Outcome::text(format!(
+                    "The engagement for **{}** is closed; its checklist no longer changes.",
+                    cards::plain(&e.customer)
+                )));
+            }
+            let tick = crate::store::PrepTick {
+                item,
+                done,
+                by: ctx.actor.name.clone(),
+                at: ctx.now,
+            };
+            let card = prep_card(&e, std::slice::from_ref(&tick));
+            Ok(Outcome {
+                updated_card: Some(card),
+                changes: vec![Change::SetPrepTick {
+                    engagement_id,
+                    item,
+                    done,
+                    by: ctx.actor.name.clone(),
+                }],
+                ..Outcome::default()
+            })
+        }
+    }
+}
+
+/// The prep card for an engagement, with `overrides` applied on top of the stored ticks.
+fn prep_card(e: &Engagement, overrides: &[crate::store::PrepTick]) -> serde_json::Value {
+    let items: Vec<(PrepItem, Option<cards::TickInfo>)> = PrepItem::for_motion(e.motion)
+        .into_iter()
+        .map(|item| {
+            let tick = overrides
+                .iter()
+                .chain(e.prep.iter())
+                .find(|t| t.item == item)
+                .filter(|t| t.done)
+                .map(|t| cards::TickInfo {
+                    by: t.by.clone(),
+                    at: format_time(t.at),
+                });
+            (item, tick)
+        })
+        .collect();
+    cards::prep_card(e.id, &e.customer, e.motion, &items)
+}
+
+/// "24 Nov 10:02 UTC": card times are for people; the channel's own zone is not known here.
+fn format_time(at: Millis) -> String {
+    jiff::Timestamp::from_millisecond(at)
+        .map(|t| t.strftime("%d %b %H:%M UTC").to_string())
+        .unwrap_or_default()
+}
+
+/// Runs `f` on the channel's active engagement, or explains how to start one.
+async fn with_engagement(
+    ctx: &Ctx<'_>,
+    f: impl FnOnce(Engagement) -> Outcome,
+) -> Result<Outcome, CommandError> {
+    match ctx.store.active_engagement(&ctx.conversation_id).await? {
+        Some(e) => Ok(f(e)),
+        None => Ok(Outcome::text(
+            "There is no active engagement in this channel. Start one with \
+             `engagement start \"Customer\" motion:<rfa|health>`.",
+        )),
+    }
+}
+
+fn team_remove(e: Engagement, role: Role, who: Option<Who>) -> Outcome {
+    let holders: Vec<&RosterMember> = e.roster.iter().filter(|m| m.role == role).collect();
+    if holders.is_empty() {
+        return Outcome::text(format!("Nobody holds {} on the roster.", role.abbr()));
+    }
+    let key = match &who {
+        None => None,
+        Some(who) => {
+            let found = holders.iter().find(|m| matches_who(&m.person, who));
+            match found {
+                Some(m) => Some(person_key(&m.person)),
+                None => {
+                    return Outcome::text(format!(
+                        "{} does not hold {} on the roster.",
+                        describe_who(who),
+                        role.abbr()
+                    ));
+                }
+            }
+        }
+    };
+    let remaining: Vec<RosterMember> = e
+        .roster
+        .iter()
+        .filter(|m| m.role != role || key.as_ref().is_some_and(|k| *k != person_key(&m.person)))
+        .cloned()
+        .collect();
+    Outcome {
+        reply: Some(Reply::Card(cards::roster_card(
+            e.id,
+            &e.customer,
+            &remaining,
+        ))),
+        changes: vec![Change::RemoveRosterMember {
+            engagement_id: e.id,
+            role,
+            person_key: key,
+        }],
+        ..Outcome::default()
+    }
+}
+
+fn matches_who(person: &Person, who: &Who) -> bool {
+    match who {
+        Who::Email(email) => {
+            person.email.as_deref().map(str::to_lowercase).as_deref() == Some(email.as_str())
+                || person.upn.as_deref().map(str::to_lowercase).as_deref() == Some(email.as_str())
+        }
+        Who::Mention(m) => person.teams_id.as_deref() == Some(m.id.as_str()),
+    }
+}
+
+fn describe_who(who: &Who) -> String {
+    match who {
+        Who::Email(email) => format!("`{}`", cards::plain(email)),
+        Who::Mention(m) => cards::plain(&m.name),
+    }
+}
+
+/// What the engagement cards show.
+pub fn view(e: &Engagement) -> cards::EngagementView {
+    let items = PrepItem::for_motion(e.motion);
+    let prep_done = items
+        .iter()
+        .filter(|item| e.prep.iter().any(|t| t.item == **item && t.done))
+        .count();
+    cards::EngagementView {
+        id: e.id,
+        customer: e.customer.clone(),
+        motion: e.motion,
+        tpid: e.tpid,
+        tenant: e.tenant.clone(),
+        fm: e.fm.clone(),
+        active: e.active,
+        roster: e.roster.clone(),
+        prep_done,
+        prep_total: items.len(),
+        open_items: Vec::new(),
+        phase: "Initiate".into(),
+    }
+}
+
+/// The JSON record of an engagement for the API (the record to copy into FTOP).
+pub fn engagement_json(e: &Engagement) -> serde_json::Value {
+    json!({
+        "id": e.id,
+        "customer": e.customer,
+        "motion": e.motion.as_str(),
+        "tpid": e.tpid,
+        "tenant": e.tenant,
+        "status": if e.active { "active" } else { "closed" },
+        "fm": e.fm,
+        "roster": e.roster,
+        "created_at": e.created_at,
+        "closed_at": e.closed_at,
+    })
+}
