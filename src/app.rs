@@ -17,8 +17,9 @@ use crate::clock::Clock;
 use crate::config::{GraphMode, Settings};
 use crate::graph::{DryRunGraph, GraphApi, GraphClient, GraphRecorder, RecordedCall};
 use crate::http::{self, AppState};
-use crate::jobs::{EffectContext, Worker, WorkerSettings};
+use crate::jobs::{EffectContext, SchedulingSettings, Worker, WorkerSettings};
 use crate::store::{self, Store};
+use crate::templates::Templates;
 
 pub const BOT_FRAMEWORK_SCOPE: &str = "https://api.botframework.com/.default";
 pub const GRAPH_SCOPE: &str = "https://graph.microsoft.com/.default";
@@ -73,6 +74,15 @@ impl Application {
                 )
             })?;
         let http_client = outbound_http_client()?;
+        // Operators edit config/templates and config/agenda.toml without a rebuild; a broken template
+        // fails the start, naming the file and line.
+        let templates = Arc::new(
+            Templates::load_or_embedded(
+                std::path::Path::new("config/templates"),
+                std::path::Path::new("config/agenda.toml"),
+            )
+            .context("cannot load the email and invite templates")?,
+        );
         let (auth, token) = if settings.is_local() {
             (None, None)
         } else {
@@ -126,6 +136,16 @@ impl Application {
                 store: store.clone(),
                 clock: clock.clone(),
                 max_attempts: jobs.max_attempts,
+                templates: templates.clone(),
+                scheduling: SchedulingSettings {
+                    time_zone: settings.fasttrack.time_zone.clone(),
+                    work_start: settings.fasttrack.work_start.parse().unwrap_or_default(),
+                    work_end: settings
+                        .fasttrack
+                        .work_end
+                        .parse()
+                        .unwrap_or(jiff::civil::Time::MAX),
+                },
             },
             WorkerSettings {
                 concurrency: jobs.concurrency,
@@ -144,6 +164,7 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on {bind}"))?;
         let state = AppState {
+            templates,
             allowed_tenants: Arc::new(settings.allowed_tenants()),
             allowed_service_hosts: Arc::new(settings.allowed_service_hosts()),
             settings: Arc::new(settings.clone()),

@@ -112,6 +112,11 @@ pub struct JobSettings {
 #[serde(deny_unknown_fields)]
 pub struct FastTrackSettings {
     pub leads: Vec<String>,
+    /// IANA zone for proposed meeting times when the FM's mailbox does not say one.
+    pub time_zone: String,
+    /// Working hours (HH:MM, in that zone) inside which meetings are proposed.
+    pub work_start: String,
+    pub work_end: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -278,6 +283,23 @@ impl Settings {
             return Err(ConfigError::Invalid(
                 "jobs.concurrency, jobs.max_attempts and jobs.lease_secs must be at least 1".into(),
             ));
+        }
+        if jiff::tz::TimeZone::get(&self.fasttrack.time_zone).is_err() {
+            return Err(ConfigError::Invalid(format!(
+                "fasttrack.time_zone {:?} is not an IANA time zone such as Europe/Berlin",
+                self.fasttrack.time_zone
+            )));
+        }
+        let start = self.fasttrack.work_start.parse::<jiff::civil::Time>();
+        let end = self.fasttrack.work_end.parse::<jiff::civil::Time>();
+        match (start, end) {
+            (Ok(s), Ok(e)) if s < e => {}
+            _ => {
+                return Err(ConfigError::Invalid(format!(
+                    "fasttrack.work_start {:?} and work_end {:?} must be HH:MM with start before end",
+                    self.fasttrack.work_start, self.fasttrack.work_end
+                )));
+            }
         }
         if self.server.max_body_bytes < 1024 {
             return Err(ConfigError::Invalid(

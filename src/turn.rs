@@ -16,6 +16,7 @@ pub const ADAPTIVE_CARD: &str = "application/vnd.microsoft.card.adaptive";
 
 pub struct TurnContext<'a> {
     pub store: &'a dyn Store,
+    pub templates: &'a crate::templates::Templates,
     pub now: Millis,
     pub max_attempts: u32,
 }
@@ -130,6 +131,7 @@ fn command_ctx<'a>(activity: &Activity, ctx: &TurnContext<'a>) -> Ctx<'a> {
         service_url,
         activity_key: activity_key(activity),
         max_attempts: ctx.max_attempts,
+        templates: ctx.templates,
     }
 }
 

@@ -15,8 +15,8 @@ mod welcome;
 
 pub use engagement::{EngagementView, engagement_summary_card, welcome_engagement_card};
 pub use invite::{
-    InviteState, InviteView, SlotChoice, VERB_INVITE_CANCEL, VERB_INVITE_OTHER, VERB_INVITE_SEND,
-    invite_preview_card,
+    InviteState, InviteView, LOOK_FURTHER_DAYS, SlotChoice, VERB_INVITE_CANCEL, VERB_INVITE_OTHER,
+    VERB_INVITE_SEND, invite_preview_card,
 };
 pub use prep::{TickInfo, VERB_PREP_SHOW, VERB_PREP_TOGGLE, prep_card};
 pub use roster::{VERB_TEAM_SHOW, roster_card};

@@ -27,6 +27,7 @@ pub struct Ctx<'a> {
     /// Unique per inbound activity: the base of every idempotency key this command creates.
     pub activity_key: String,
     pub max_attempts: u32,
+    pub templates: &'a crate::templates::Templates,
 }
 
 #[derive(Debug, Default)]
@@ -159,6 +160,61 @@ pub async fn apply(ctx: &Ctx<'_>, command: Command) -> Result<Outcome, CommandEr
         Command::TeamRemove { role, who } => {
             with_engagement(ctx, |e| team_remove(e, role, who)).await
         }
+        Command::Invite { within, duration } => match ctx
+            .store
+            .active_engagement(&ctx.conversation_id)
+            .await?
+        {
+            Some(e) => Ok(invite(ctx, e, within, duration).await),
+            None => with_engagement(ctx, |_| Outcome::default()).await,
+        },
+        Command::InviteSend {
+            engagement_id,
+            invite_id,
+            slot,
+        } => {
+            with_clicked_engagement(ctx, engagement_id, async |e| {
+                invite_click(ctx, e, invite_id, InviteClick::Send(slot)).await
+            })
+            .await
+        }
+        Command::InviteOtherTimes {
+            engagement_id,
+            invite_id,
+            within,
+        } => {
+            with_clicked_engagement(ctx, engagement_id, async |e| {
+                invite_click(ctx, e, invite_id, InviteClick::OtherTimes(within)).await
+            })
+            .await
+        }
+        Command::InviteCancel {
+            engagement_id,
+            invite_id,
+        } => {
+            with_clicked_engagement(ctx, engagement_id, async |e| {
+                invite_click(ctx, e, invite_id, InviteClick::Cancel).await
+            })
+            .await
+        }
+        Command::SyncNotes => with_engagement(ctx, |e| {
+            Outcome::reply(Reply::Card(cards::sync_notes_form_card(
+                e.id,
+                &e.customer,
+                &cards::SyncNotesForm::default(),
+                None,
+            )))
+        })
+        .await,
+        Command::SyncNotesSubmit {
+            engagement_id,
+            data,
+        } => {
+            with_clicked_engagement(ctx, engagement_id, async |e| {
+                Ok(sync_notes_submit(ctx, e, &data))
+            })
+            .await
+        }
         Command::PrepShow => with_engagement(ctx, |e| {
             Outcome::reply(Reply::Card(prep_card(&e, &[])))
         })
@@ -180,6 +236,14 @@ pub async fn apply(ctx: &Ctx<'_>, command: Command) -> Result<Outcome, CommandEr
                     cards::plain(&e.customer)
                 )));
             }
+            let current = e.prep.iter().find(|t| t.item == item).is_some_and(|t| t.done);
+            if current == done {
+                // A repeated or stale click: the first tick (who and when) stands.
+                return Ok(Outcome {
+                    updated_card: Some(prep_card(&e, &[])),
+                    ..Outcome::default()
+                });
+            }
             let tick = crate::store::PrepTick {
                 item,
                 done,
@@ -197,6 +261,283 @@ pub async fn apply(ctx: &Ctx<'_>, command: Command) -> Result<Outcome, CommandEr
                 }],
                 ..Outcome::default()
             })
+        }
+    }
+}
+
+/// Runs `f` on the engagement a card click names, after checking it belongs to this channel and is active.
+async fn with_clicked_engagement(
+    ctx: &Ctx<'_>,
+    engagement_id: i64,
+    f: impl AsyncFnOnce(Engagement) -> Result<Outcome, CommandError>,
+) -> Result<Outcome, CommandError> {
+    let engagement = ctx.store.engagement(engagement_id).await?;
+    match engagement.filter(|e| e.conversation_id == ctx.conversation_id) {
+        None => Ok(Outcome::text(
+            "That card belongs to an engagement I can't find in this channel.",
+        )),
+        Some(e) if !e.active => Ok(Outcome::text(format!(
+            "The engagement for **{}** is closed.",
+            cards::plain(&e.customer)
+        ))),
+        Some(e) => f(e).await,
+    }
+}
+
+async fn invite(ctx: &Ctx<'_>, e: Engagement, within: u32, duration: u32) -> Outcome {
+    let missing = crate::domain::engagement::missing_mandatory(&e.roster);
+    if !missing.is_empty() {
+        let names: Vec<&str> = missing.iter().map(|r| r.abbr()).collect();
+        let first = names.first().copied().unwrap_or("ATS");
+        return Outcome::text(format!(
+            "I can't propose times yet: the mandatory {} {} missing from the roster. Add {} with \
+             `team add {first} @name` (or an email address), then try `invite` again.",
+            names.join(" and "),
+            if names.len() > 1 { "are" } else { "is" },
+            if names.len() > 1 { "them" } else { "it" },
+        ));
+    }
+    let unreachable: Vec<String> = e
+        .roster
+        .iter()
+        .filter(|m| {
+            crate::domain::engagement::is_required_attendee(m.role) && m.person.address().is_none()
+        })
+        .map(|m| format!("{} ({})", cards::plain(&m.person.name), m.role.abbr()))
+        .collect();
+    if !unreachable.is_empty() {
+        return Outcome::text(format!(
+            "I have no email address for {}, so I can't check their calendar. Re-add them with their email: \
+             `team add <ROLE> name@domain`.",
+            unreachable.join(", ")
+        ));
+    }
+    if jobs::fm_mailbox(&e.fm).is_none() {
+        return Outcome::text(
+            "I don't know the FastTrack Manager's mailbox for this engagement, so I can't check calendars.",
+        );
+    }
+    let invite_id = new_id();
+    let data = jobs::InviteData {
+        within_days: within,
+        duration_minutes: duration,
+        requested_by: ctx.actor.name.clone(),
+        reply: Some(ctx.reply.clone()),
+        ..jobs::InviteData::default()
+    };
+    let effect = Effect::ProposeInvite {
+        engagement_id: e.id,
+        invite_id,
+        conversation_id: ctx.conversation_id.clone(),
+    };
+    Outcome {
+        changes: vec![Change::SaveInvite {
+            invite: crate::store::InviteRecord {
+                id: invite_id,
+                engagement_id: e.id,
+                state: "planning".into(),
+                data: data.to_value(),
+                version: 1,
+            },
+            expected_version: None,
+        }],
+        jobs: vec![jobs::job(
+            &effect,
+            format!("{}:invite", ctx.activity_key),
+            ctx.now,
+            ctx.max_attempts,
+        )],
+        ..Outcome::default()
+    }
+}
+
+/// A click on the invite preview card.
+async fn invite_click(
+    ctx: &Ctx<'_>,
+    e: Engagement,
+    invite_id: i64,
+    click: InviteClick,
+) -> Result<Outcome, CommandError> {
+    let Some(invite) = ctx
+        .store
+        .invite(invite_id)
+        .await?
+        .filter(|i| i.engagement_id == e.id)
+    else {
+        return Ok(Outcome::text("That invite no longer exists."));
+    };
+    let mut data = jobs::InviteData::from_record(&invite);
+    let slot_label = |d: &jobs::InviteData| {
+        d.chosen
+            .and_then(|i| d.slots.get(i))
+            .map(|s| s.label.clone())
+            .unwrap_or_default()
+    };
+    // Repeated and stale clicks change nothing and say what happened.
+    match invite.state.as_str() {
+        "sending" | "sent" => {
+            return Ok(Outcome::text(format!(
+                "This invite was already sent by {} for {}.",
+                cards::plain(data.decided_by.as_deref().unwrap_or("someone")),
+                slot_label(&data)
+            )));
+        }
+        "cancelled" => {
+            return Ok(Outcome::text(format!(
+                "This invite was cancelled by {}.",
+                cards::plain(data.decided_by.as_deref().unwrap_or("someone"))
+            )));
+        }
+        "planning" | "drafting" => {
+            return Ok(Outcome::text(
+                "This invite is still being prepared; one moment.",
+            ));
+        }
+        _ => {}
+    }
+    let save = |state: &str, data: &jobs::InviteData| Change::SaveInvite {
+        invite: crate::store::InviteRecord {
+            state: state.into(),
+            data: data.to_value(),
+            ..invite.clone()
+        },
+        expected_version: Some(invite.version),
+    };
+    match click {
+        InviteClick::Send(slot) => {
+            if invite.state != "proposed" {
+                return Ok(Outcome::text(
+                    "There is no proposed time to send; try `invite` again.",
+                ));
+            }
+            let Some(index) = slot.filter(|i| *i < data.slots.len()) else {
+                return Ok(Outcome::text(
+                    "Pick one of the proposed times, then press Send invite.",
+                ));
+            };
+            data.chosen = Some(index);
+            data.decided_by = Some(ctx.actor.name.clone());
+            let effect = Effect::CreateInviteEvent {
+                engagement_id: e.id,
+                invite_id,
+                conversation_id: ctx.conversation_id.clone(),
+            };
+            Ok(Outcome {
+                reply: Some(Reply::Text(format!(
+                    "Sending the invite for {}…",
+                    slot_label(&data)
+                ))),
+                changes: vec![save("sending", &data)],
+                jobs: vec![jobs::job(
+                    &effect,
+                    format!("invite:{invite_id}:event"),
+                    ctx.now,
+                    ctx.max_attempts,
+                )],
+                ..Outcome::default()
+            })
+        }
+        InviteClick::OtherTimes(within) => {
+            data.within_days = within.unwrap_or(data.within_days + crate::cards::LOOK_FURTHER_DAYS);
+            data.slots.clear();
+            let effect = Effect::ProposeInvite {
+                engagement_id: e.id,
+                invite_id,
+                conversation_id: ctx.conversation_id.clone(),
+            };
+            Ok(Outcome {
+                reply: Some(Reply::Text(format!(
+                    "Looking at the next {} business days…",
+                    data.within_days
+                ))),
+                changes: vec![save("planning", &data)],
+                jobs: vec![jobs::job(
+                    &effect,
+                    format!("{}:invite", ctx.activity_key),
+                    ctx.now,
+                    ctx.max_attempts,
+                )],
+                ..Outcome::default()
+            })
+        }
+        InviteClick::Cancel => {
+            data.decided_by = Some(ctx.actor.name.clone());
+            let record = crate::store::InviteRecord {
+                state: "cancelled".into(),
+                data: data.to_value(),
+                ..invite.clone()
+            };
+            let agenda: Vec<(String, String)> = ctx
+                .templates
+                .agenda()
+                .iter()
+                .map(|i| (i.letter.clone(), i.text.clone()))
+                .collect();
+            Ok(Outcome {
+                updated_card: Some(jobs::invite_card_with(&e, &record, &agenda)),
+                changes: vec![save("cancelled", &data)],
+                ..Outcome::default()
+            })
+        }
+    }
+}
+
+enum InviteClick {
+    Send(Option<usize>),
+    OtherTimes(Option<u32>),
+    Cancel,
+}
+
+/// The notes form's submit: refused with the form kept as typed, or recorded with the follow-up drafted.
+fn sync_notes_submit(ctx: &Ctx<'_>, e: Engagement, data: &serde_json::Value) -> Outcome {
+    match cards::parse_sync_notes(data) {
+        Err(message) => Outcome::reply(Reply::Card(cards::sync_notes_form_card(
+            e.id,
+            &e.customer,
+            &cards::sync_notes_prefill(data),
+            Some(&message),
+        ))),
+        Ok(form) => {
+            let lines = |text: &str| -> Vec<String> {
+                text.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            };
+            let notes = json!({
+                "summary": form.summary,
+                "open_items": lines(&form.open_items),
+                "next_steps": lines(&form.next_steps),
+                "intro_email_requested": form.intro_email_requested,
+                "teams_channel_joined": form.teams_channel_joined,
+                "rhythm": form.rhythm,
+            });
+            let effect = Effect::DraftFollowup {
+                engagement_id: e.id,
+                notes: notes.clone(),
+                conversation_id: ctx.conversation_id.clone(),
+            };
+            Outcome {
+                updated_card: Some(cards::sync_notes_recorded_card(
+                    e.id,
+                    &e.customer,
+                    &form,
+                    &e.fm.name,
+                )),
+                changes: vec![Change::RecordSyncNotes {
+                    engagement_id: e.id,
+                    notes,
+                    by: ctx.actor.name.clone(),
+                }],
+                jobs: vec![jobs::job(
+                    &effect,
+                    format!("{}:followup", ctx.activity_key),
+                    ctx.now,
+                    ctx.max_attempts,
+                )],
+                ..Outcome::default()
+            }
         }
     }
 }

@@ -7,9 +7,11 @@
 mod apply;
 mod engagement;
 mod help;
+mod invite;
 mod lexer;
 mod prep;
 mod roles;
+mod sync;
 mod team;
 
 use serde_json::Value;
@@ -54,6 +56,31 @@ pub enum Command {
         engagement_id: i64,
         item: crate::domain::engagement::PrepItem,
         done: bool,
+    },
+    Invite {
+        within: u32,
+        duration: u32,
+    },
+    InviteSend {
+        engagement_id: i64,
+        invite_id: i64,
+        /// Index of the chosen slot on the card.
+        slot: Option<usize>,
+    },
+    InviteOtherTimes {
+        engagement_id: i64,
+        invite_id: i64,
+        within: Option<u32>,
+    },
+    InviteCancel {
+        engagement_id: i64,
+        invite_id: i64,
+    },
+    SyncNotes,
+    /// The submitted notes form (its inputs, still unparsed).
+    SyncNotesSubmit {
+        engagement_id: i64,
+        data: Value,
     },
 }
 
@@ -253,6 +280,8 @@ pub static COMMANDS: &[CommandSpec] = &[
     team::SPEC_ADD,
     team::SPEC_REMOVE,
     prep::SPEC,
+    invite::SPEC,
+    sync::SPEC_NOTES,
 ];
 
 /// Parses text that [`strip_bot_mentions`] has already cleaned. Empty text means `help`.
@@ -274,6 +303,8 @@ pub fn parse(text: &str, mentions: &[Mention]) -> Result<Command, ParseError> {
         engagement::NAME => engagement::parse(args),
         team::NAME => team::parse(args),
         prep::NAME => prep::parse(args),
+        invite::NAME => invite::parse(args),
+        sync::NAME => sync::parse(args),
         _ => Err(ParseError::UnknownCommand {
             suggestion: suggest(&lower),
             name: name.clone(),
@@ -289,6 +320,10 @@ pub fn parse_action(verb: &str, data: &Value) -> Result<Command, ParseError> {
         cards::VERB_TEAM_SHOW => Ok(Command::TeamShow),
         cards::VERB_PREP_SHOW => Ok(Command::PrepShow),
         cards::VERB_PREP_TOGGLE => prep::parse_toggle(data),
+        cards::VERB_INVITE_SEND | cards::VERB_INVITE_OTHER | cards::VERB_INVITE_CANCEL => {
+            invite::parse_action(verb, data)
+        }
+        cards::VERB_SYNC_NOTES_SUBMIT => sync::parse_submit(data),
         _ => Err(ParseError::UnknownVerb {
             verb: verb.to_owned(),
         }),

@@ -100,6 +100,7 @@ async fn receive(
 
     let ctx = TurnContext {
         store: state.store.as_ref(),
+        templates: state.templates.as_ref(),
         now: state.clock.now(),
         max_attempts: state.settings.jobs.max_attempts,
     };

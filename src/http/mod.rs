@@ -29,6 +29,7 @@ use crate::store::Store;
 #[derive(Clone)]
 pub struct AppState {
     pub settings: Arc<Settings>,
+    pub templates: Arc<crate::templates::Templates>,
     pub store: Arc<dyn Store>,
     /// None in local mode.
     pub auth: Option<JwtValidator>,

@@ -24,6 +24,8 @@ pub struct EffectContext {
     pub store: Arc<dyn Store>,
     pub clock: Clock,
     pub max_attempts: u32,
+    pub templates: Arc<crate::templates::Templates>,
+    pub scheduling: super::invite::SchedulingSettings,
 }
 
 /// Where a reply goes: a conversation (thread), and the message it answers when there is one.
@@ -74,6 +76,30 @@ pub enum Effect {
         service_url: String,
         conversation_id: String,
         reply: ReplyTarget,
+    },
+    /// Intro invite step 1: availability and slots.
+    ProposeInvite {
+        engagement_id: i64,
+        invite_id: i64,
+        conversation_id: String,
+    },
+    /// Intro invite step 2: the intro email draft and the preview card.
+    DraftIntroEmail {
+        engagement_id: i64,
+        invite_id: i64,
+        conversation_id: String,
+    },
+    /// Intro invite step 3, after Send invite: the calendar event.
+    CreateInviteEvent {
+        engagement_id: i64,
+        invite_id: i64,
+        conversation_id: String,
+    },
+    /// The follow-up email after the account team sync, drafted in the FM's mailbox.
+    DraftFollowup {
+        engagement_id: i64,
+        notes: Value,
+        conversation_id: String,
     },
 }
 
@@ -156,6 +182,10 @@ impl Effect {
             Effect::ConnectorSend { .. } => "connector_send",
             Effect::ConnectorUpdate { .. } => "connector_update",
             Effect::ResolveRosterMember { .. } => "resolve_roster_member",
+            Effect::ProposeInvite { .. } => "propose_invite",
+            Effect::DraftIntroEmail { .. } => "draft_intro_email",
+            Effect::CreateInviteEvent { .. } => "create_invite_event",
+            Effect::DraftFollowup { .. } => "draft_followup",
         }
     }
 
@@ -169,6 +199,18 @@ impl Effect {
             }
             | Effect::ResolveRosterMember {
                 conversation_id, ..
+            }
+            | Effect::ProposeInvite {
+                conversation_id, ..
+            }
+            | Effect::DraftIntroEmail {
+                conversation_id, ..
+            }
+            | Effect::CreateInviteEvent {
+                conversation_id, ..
+            }
+            | Effect::DraftFollowup {
+                conversation_id, ..
             } => Some(format!("conv:{}", base_conversation(conversation_id))),
         }
     }
@@ -176,6 +218,26 @@ impl Effect {
     /// Performs the effect once. `key` is the job's idempotency key, the base of its follow-ups' keys.
     pub async fn perform(&self, ctx: &EffectContext, key: &str) -> EffectOutcome {
         match self {
+            Effect::ProposeInvite {
+                engagement_id,
+                invite_id,
+                ..
+            } => super::invite::propose(ctx, key, *engagement_id, *invite_id).await,
+            Effect::DraftIntroEmail {
+                engagement_id,
+                invite_id,
+                ..
+            } => super::invite::draft(ctx, key, *engagement_id, *invite_id).await,
+            Effect::CreateInviteEvent {
+                engagement_id,
+                invite_id,
+                ..
+            } => super::invite::create_event(ctx, key, *engagement_id, *invite_id).await,
+            Effect::DraftFollowup {
+                engagement_id,
+                notes,
+                ..
+            } => super::invite::draft_followup(ctx, *engagement_id, notes).await,
             Effect::ConnectorSend {
                 service_url,
                 conversation_id,

@@ -8,12 +8,14 @@
 //! on PostgreSQL.
 
 mod effect;
+mod invite;
 mod worker;
 
 pub use effect::{
     Effect, EffectContext, EffectError, EffectOutcome, MemberTarget, ReplyTarget, card_activity,
     send_job, text_activity,
 };
+pub use invite::{InviteData, SchedulingSettings, fm_mailbox, invite_card_with};
 pub use worker::{Worker, WorkerSettings};
 
 use crate::clock::Millis;
