@@ -236,6 +236,13 @@ pub async fn apply(ctx: &Ctx<'_>, command: Command) -> Result<Outcome, CommandEr
                     cards::plain(&e.customer)
                 )));
             }
+            if !PrepItem::for_motion(e.motion).contains(&item) {
+                return Ok(Outcome::text(format!(
+                    "That item is not on the {} checklist for **{}**.",
+                    e.motion.label(),
+                    cards::plain(&e.customer)
+                )));
+            }
             let current = e.prep.iter().find(|t| t.item == item).is_some_and(|t| t.done);
             if current == done {
                 // A repeated or stale click: the first tick (who and when) stands.

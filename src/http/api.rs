@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -21,6 +22,11 @@ pub fn router() -> Router<AppState> {
         .route("/api/engagements", get(list_engagements))
         .route("/api/engagements/{id}", get(get_engagement))
         .route("/api/outbox", get(outbox))
+}
+
+/// A malformed query string is the caller's mistake: the API's JSON 400, like every other one.
+fn bad_query(rejection: QueryRejection) -> ApiError {
+    ApiError::BadRequest(rejection.body_text())
 }
 
 /// Who may read operator data.
@@ -44,9 +50,10 @@ struct ListQuery {
 async fn list_engagements(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Query(q): Query<ListQuery>,
+    q: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&state, peer)?;
+    let Query(q) = q.map_err(bad_query)?;
     let active = match q.status.as_deref() {
         None | Some("all") => None,
         Some("active") => Some(true),
@@ -76,9 +83,10 @@ async fn get_engagement(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(id): Path<String>,
-    Query(q): Query<FormatQuery>,
+    q: Result<Query<FormatQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     authorize(&state, peer)?;
+    let Query(q) = q.map_err(bad_query)?;
     let id: i64 = id
         .parse()
         .map_err(|_| ApiError::BadRequest("the engagement id is a number".into()))?;
@@ -167,7 +175,7 @@ fn notes_csv(customer: &str, notes: &[SyncNotesRecord]) -> String {
 
 /// RFC 4180 quoting, and a leading `'` for cells a spreadsheet would treat as a formula.
 fn csv_cell(value: &str) -> String {
-    let value = if value.starts_with(['=', '+', '-', '@']) {
+    let value = if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         format!("'{value}")
     } else {
         value.to_string()
@@ -187,9 +195,10 @@ struct OutboxQuery {
 async fn outbox(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Query(q): Query<OutboxQuery>,
+    q: Result<Query<OutboxQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&state, peer)?;
+    let Query(q) = q.map_err(bad_query)?;
     let calls = state
         .store
         .graph_outbox(q.limit.unwrap_or(100).min(1000))
@@ -213,5 +222,7 @@ mod tests {
         assert_eq!(csv_cell("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(csv_cell("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
         assert_eq!(csv_cell("line\nbreak"), "\"line\nbreak\"");
+        assert_eq!(csv_cell("\t=1+1"), "'\t=1+1");
+        assert_eq!(csv_cell("\r=1+1"), "\"'\r=1+1\"");
     }
 }
