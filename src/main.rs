@@ -25,6 +25,15 @@ enum Command {
     Migrate,
     /// Print the effective configuration (defaults < config/$FIELDBOT_ENV.toml < FIELDBOT__* env), secrets redacted.
     PrintConfig,
+    /// List the Graph calls recorded instead of sent (graph.mode = "dry-run"), oldest first.
+    Outbox {
+        /// How many of the most recent calls to show.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Print each call's JSON body too.
+        #[arg(long)]
+        bodies: bool,
+    },
     /// Run a stand-in Bot Connector on loopback that prints what the bot sends (for local mode).
     LocalConnector {
         #[arg(long, default_value = "127.0.0.1:3979")]
@@ -60,6 +69,7 @@ async fn main() -> ExitCode {
             .map(|t| print!("{t}"))
             .map_err(Into::into),
         Command::Migrate => migrate(&settings).await,
+        Command::Outbox { limit, bodies } => outbox(&settings, limit, bodies).await,
         Command::Serve => serve(settings).await,
         Command::LocalConnector { .. } => Ok(()),
     };
@@ -75,6 +85,24 @@ async fn main() -> ExitCode {
 async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     let store = fieldbot::store::connect(&settings.store.url, 1).await?;
     println!("store {} is migrated", store.backend());
+    Ok(())
+}
+
+async fn outbox(settings: &Settings, limit: u32, bodies: bool) -> anyhow::Result<()> {
+    let store = fieldbot::store::connect(&settings.store.url, 1).await?;
+    let calls = store.graph_outbox(limit).await?;
+    if calls.is_empty() {
+        println!("no recorded Graph calls");
+    }
+    for call in calls {
+        let at = jiff::Timestamp::from_millisecond(call.recorded_at)
+            .map(|t| t.to_string())
+            .unwrap_or_default();
+        println!("#{:<6} {at}  {:<6} {}", call.id, call.method, call.path);
+        if let (true, Some(body)) = (bodies, &call.body) {
+            println!("{}", serde_json::to_string_pretty(body).unwrap_or_default());
+        }
+    }
     Ok(())
 }
 

@@ -571,7 +571,9 @@ mod tests {
             assert_json_clean(&card, &[]);
             let texts = texts(&card);
             assert!(
-                texts.iter().any(|t| t.contains("Contoso \\<script\\>")),
+                texts
+                    .iter()
+                    .any(|t| t.contains("Contoso \u{2039}script\u{203a}")),
                 "{texts:?}"
             );
         }

@@ -77,37 +77,21 @@ pub fn execute_action(title: &str, verb: &str, data: Value) -> Value {
     })
 }
 
-/// Escapes markdown so that `text` renders as written.
+/// Makes user text safe in a TextBlock without visible escapes: it can carry no link, image or autolink.
 ///
-/// Every character that can start markdown structure is backslash-escaped; `(` and `)` are escaped
-/// too, so that on a renderer that ignores escapes `[x](url)` still has no `](` and stays text.
-/// `://` gets a zero-width space so a bare URL is not turned into a link either.
+/// Backslash escapes are not honoured by every Teams client (they then show up as `\(`), so instead of
+/// escaping every markdown character, a zero-width space breaks exactly the sequences that make links:
+/// `](` and `![` (markdown links and images), `://` and `www.` (autolinked URLs), and `<` (angle-bracket
+/// autolinks). Emphasis characters stay as typed; they cannot act.
 pub fn plain(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        if matches!(
-            c,
-            '\\' | '`'
-                | '*'
-                | '_'
-                | '['
-                | ']'
-                | '('
-                | ')'
-                | '<'
-                | '>'
-                | '#'
-                | '!'
-                | '|'
-                | '~'
-                | '{'
-                | '}'
-        ) {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out.replace("://", ":\u{200b}//")
+    const ZWSP: char = '\u{200b}';
+    text.replace("](", &format!("]{ZWSP}("))
+        .replace("![", &format!("!{ZWSP}["))
+        .replace("://", &format!(":{ZWSP}//"))
+        .replace("www.", &format!("www{ZWSP}."))
+        .replace("WWW.", &format!("WWW{ZWSP}."))
+        .replace('<', "\u{2039}")
+        .replace('>', "\u{203a}")
 }
 
 /// Cuts `text` to at most `max_chars`, marking the cut, so free text cannot blow the size budget.
@@ -264,24 +248,24 @@ mod tests {
     #[test]
     fn plain_neutralises_links_and_images() {
         let cases = [
-            ("[x](https://evil)", "\\[x\\]\\(https:\u{200b}//evil\\)"),
+            ("[x](https://evil)", "[x]\u{200b}(https:\u{200b}//evil)"),
             (
                 "![i](https://evil/i.png)",
-                "\\!\\[i\\]\\(https:\u{200b}//evil/i.png\\)",
+                "!\u{200b}[i]\u{200b}(https:\u{200b}//evil/i.png)",
             ),
-            ("<https://evil>", "\\<https:\u{200b}//evil\\>"),
-            (
-                "**bold** _it_ `code` # h",
-                "\\*\\*bold\\*\\* \\_it\\_ \\`code\\` \\# h",
-            ),
-            ("Contoso Ltd.", "Contoso Ltd."),
-            ("a\\b", "a\\\\b"),
+            ("<https://evil>", "\u{2039}https:\u{200b}//evil\u{203a}"),
+            ("see www.evil.example", "see www\u{200b}.evil.example"),
+            // What people type stays readable: no visible escapes.
+            ("Contoso (EMEA) Ltd.", "Contoso (EMEA) Ltd."),
+            ("R&D * team_1 #2", "R&D * team_1 #2"),
+            ("a\\b", "a\\b"),
         ];
         for (input, expected) in cases {
             let out = plain(input);
             assert_eq!(out, expected, "{input}");
             assert!(!out.contains("]("), "{out}");
             assert!(!out.contains("://"), "{out}");
+            assert!(!out.contains("!["), "{out}");
         }
     }
 

@@ -516,3 +516,56 @@ pub fn text_of(activity: &Value) -> String {
     }
     out
 }
+
+/// Validates a request body fieldbot sent to Graph against `tests/schemas/graph-openapi-subset.json`:
+/// `schema` is a component (`event`, `message`) or a POST path whose action body the subset closes
+/// (`/users/{user-id}/calendar/getSchedule`). Component schemas are closed here and lose the properties
+/// Graph sets itself, so a typo or a read-only field in what we send fails.
+pub fn assert_graph_body(schema: &str, body: &Value) {
+    static DOC: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    let doc = DOC.get_or_init(|| {
+        serde_json::from_str(include_str!("../schemas/graph-openapi-subset.json")).expect("subset")
+    });
+    let mut components = doc["components"].clone();
+    for component in components["schemas"]
+        .as_object_mut()
+        .expect("schemas")
+        .values_mut()
+    {
+        if let Some(props) = component
+            .get_mut("properties")
+            .and_then(Value::as_object_mut)
+        {
+            for server_set in [
+                "id",
+                "changeKey",
+                "createdDateTime",
+                "lastModifiedDateTime",
+                "webLink",
+                "iCalUId",
+                "onlineMeeting",
+                "isDraft",
+            ] {
+                props.remove(server_set);
+            }
+            component["additionalProperties"] = json!(false);
+        }
+    }
+    let mut root = if schema.starts_with('/') {
+        doc["paths"][schema]["post"]["requestBody"]["content"]["application/json"]["schema"].clone()
+    } else {
+        json!({ "$ref": format!("#/components/schemas/microsoft.graph.{schema}") })
+    };
+    assert!(root.is_object(), "no schema {schema}");
+    root["$schema"] = json!("https://json-schema.org/draft/2020-12/schema");
+    root["components"] = components;
+    let validator = jsonschema::draft202012::new(&root).expect("schema compiles");
+    let errors: Vec<String> = validator
+        .iter_errors(body)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{schema} body invalid: {errors:#?}\n{body:#}"
+    );
+}

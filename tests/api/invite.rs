@@ -136,6 +136,7 @@ async fn invite_proposes_free_slots_drafts_the_email_and_sends_one_event() {
         .collect();
     assert_eq!(asked.len(), 3);
     assert_eq!(schedule[0]["availabilityViewInterval"], 30);
+    assert_graph_body("/users/{user-id}/calendar/getSchedule", &schedule[0]);
     // The intro email is a draft in the FM's mailbox, to the whole roster, naming the customer.
     let drafts = graph_calls(&app, "POST", &fm_path("/messages")).await;
     assert_eq!(drafts.len(), 1);
@@ -167,6 +168,7 @@ async fn invite_proposes_free_slots_drafts_the_email_and_sends_one_event() {
     let events = graph_calls(&app, "POST", &fm_path("/events")).await;
     assert_eq!(events.len(), 1);
     let event = &events[0];
+    assert_graph_body("event", event);
     let invite_id = data["inviteId"].as_i64().unwrap();
     assert_eq!(
         event["transactionId"],
@@ -357,6 +359,7 @@ async fn sync_notes_are_recorded_and_the_follow_up_is_drafted() {
 
     let drafts = graph_calls(&app, "POST", &fm_path("/messages")).await;
     let followup = drafts.last().unwrap();
+    assert_graph_body("message", followup);
     let html = followup["body"]["content"].as_str().unwrap();
     assert!(html.contains("Book workshop"), "{html}");
     assert!(
@@ -419,5 +422,121 @@ async fn dry_run_completes_the_invite_without_any_network_call() {
             .as_str()
             .unwrap()
             .starts_with("fieldbot-invite-")
+    );
+}
+
+#[tokio::test]
+async fn cancel_and_other_times_update_the_card_and_send_nothing() {
+    let app = staffed(&"0".repeat(2000)).await;
+    let card = cards_in(&app.say("invite within:5").await[0]).remove(0);
+
+    // Other times looks further out and updates the same card in place.
+    let other: Value = app
+        .post_activity(&app.card_action(
+            "invite.other_times",
+            action_data(&card, "invite.other_times"),
+        ))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        other["value"]
+            .as_str()
+            .unwrap()
+            .contains("15 business days"),
+        "{other}"
+    );
+    app.run_pending_jobs().await;
+    assert_eq!(
+        graph_calls(&app, "POST", &fm_path("/calendar/getSchedule"))
+            .await
+            .len(),
+        2
+    );
+    assert_eq!(
+        graph_calls(&app, "POST", &fm_path("/messages")).await.len(),
+        1,
+        "the draft is reused"
+    );
+    let puts = app
+        .connector_requests()
+        .await
+        .into_iter()
+        .filter(|r| r.method.as_str() == "PUT")
+        .count();
+    assert_eq!(puts, 1, "the preview card is updated, not posted again");
+
+    let cancel = app.card_action("invite.cancel", action_data(&card, "invite.cancel"));
+    let cancelled: Value = app.post_activity(&cancel).await.json().await.unwrap();
+    assert!(
+        cancelled["value"]
+            .to_string()
+            .contains("Cancelled by Dana Lee"),
+        "{cancelled}"
+    );
+    let mut send = action_data(&card, "invite.send");
+    send["slot"] = json!("0");
+    let late: Value = app
+        .post_activity(&app.card_action("invite.send", send))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        late["value"]
+            .as_str()
+            .unwrap()
+            .contains("cancelled by Dana Lee"),
+        "{late}"
+    );
+    app.run_pending_jobs().await;
+    assert!(
+        graph_calls(&app, "POST", &fm_path("/events"))
+            .await
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn a_throttled_get_schedule_is_retried_after_retry_after() {
+    let app = spawn_app().await;
+    app.say(START).await;
+    for (email, name) in [
+        ("ada@contoso.com", "Ada Ats"),
+        ("tom@contoso.com", "Tom Tam"),
+        ("al@contoso.com", "Al Ae"),
+    ] {
+        mount_user(&app, email, name).await;
+    }
+    app.say("team add ATS ada@contoso.com").await;
+    app.say("team add TAM tom@contoso.com").await;
+    Mock::given(method("POST"))
+        .and(path(fm_path("/calendar/getSchedule")))
+        .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "20"))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&app.identity)
+        .await;
+    mount_calendar(&app, &"0".repeat(2000)).await;
+    assert!(
+        app.say("invite").await.is_empty(),
+        "nothing to show while throttled"
+    );
+    app.clock.advance(std::time::Duration::from_secs(10));
+    assert_eq!(app.run_pending_jobs().await, 0, "not before Retry-After");
+    app.clock.advance(std::time::Duration::from_secs(15));
+    app.run_pending_jobs().await;
+    assert_eq!(
+        graph_calls(&app, "POST", &fm_path("/calendar/getSchedule"))
+            .await
+            .len(),
+        2
+    );
+    let posted = app.connector_requests().await;
+    let preview: Value = serde_json::from_slice(&posted.last().unwrap().body).unwrap();
+    assert!(
+        text_of(&preview).contains("invite.send"),
+        "the preview arrives after the retry"
     );
 }
