@@ -143,7 +143,7 @@ fn role_row(role: Role, holders: &[&RosterMember]) -> Value {
         "columns": [
             {
                 "type": "Column",
-                "width": 2,
+                "width": 3,
                 "items": [
                     { "type": "TextBlock", "text": role.abbr(), "weight": "Bolder", "wrap": true },
                     {
@@ -152,13 +152,15 @@ fn role_row(role: Role, holders: &[&RosterMember]) -> Value {
                     },
                 ],
             },
-            { "type": "Column", "width": 3, "items": people },
+            { "type": "Column", "width": 4, "items": people },
             {
                 "type": "Column",
-                "width": "auto",
+                "width": 2,
                 "items": [{
                     "type": "TextBlock",
                     "text": invite_label(role),
+                    "wrap": true,
+                    "horizontalAlignment": "Right",
                     "size": "Small",
                     "isSubtle": !(missing && MANDATORY_ROLES.contains(&role)),
                     "color": if missing { "Attention" } else { "Default" },

@@ -241,6 +241,7 @@ fn select_spread(mut candidates: Vec<Slot>, n: usize, tz: &TimeZone) -> Vec<Slot
     candidates.sort_by_key(rank);
     let mut picked: Vec<Slot> = Vec::new();
     let mut per_day: BTreeMap<Date, usize> = BTreeMap::new();
+    let mut overlapping: Vec<Slot> = Vec::new();
     let mut rest = candidates.as_slice();
     while let Some(first) = rest.first()
         && picked.len() < n
@@ -257,6 +258,11 @@ fn select_spread(mut candidates: Vec<Slot>, n: usize, tz: &TimeZone) -> Vec<Slot
             if picked.len() >= n {
                 break;
             }
+            // Overlapping choices (09:00 and 09:30) are one choice to a person: offer them last.
+            if picked.iter().any(|p| overlaps(p, slot)) {
+                overlapping.push(slot.clone());
+                continue;
+            }
             let day = tz.to_datetime(slot.start).date();
             let count = per_day.entry(day).or_insert(0);
             if *count < MAX_PER_DAY_WHILE_SPREADING {
@@ -270,14 +276,29 @@ fn select_spread(mut candidates: Vec<Slot>, n: usize, tz: &TimeZone) -> Vec<Slot
             if picked.len() >= n {
                 break;
             }
+            if picked.iter().any(|p| overlaps(p, slot)) {
+                overlapping.push(slot.clone());
+                continue;
+            }
             *per_day
                 .entry(tz.to_datetime(slot.start).date())
                 .or_insert(0) += 1;
             picked.push(slot.clone());
         }
+        // Still short: this tier's overlapping slots come before any worse slot.
+        for slot in overlapping.drain(..) {
+            if picked.len() >= n {
+                break;
+            }
+            picked.push(slot);
+        }
     }
     picked.sort_by_key(rank);
     picked
+}
+
+fn overlaps(a: &Slot, b: &Slot) -> bool {
+    a.start < b.end && b.start < a.end
 }
 
 /// The `getSchedule` window for a search from `now`: it starts at the next interval boundary counted from
@@ -427,7 +448,8 @@ mod tests {
         let slots = best_slots(&s, &people, 3);
         assert_eq!(
             starts(&slots, &s.time_zone),
-            ["Mon 09:00", "Mon 09:30", "Tue 09:00"]
+            // Distinct times first: 09:30 overlaps 09:00, so 10:00 is offered instead.
+            ["Mon 09:00", "Mon 10:00", "Tue 09:00"]
         );
         assert_eq!(slots[0].start, ts("2027-03-22T08:00:00Z"));
         assert_eq!(slots[0].end, ts("2027-03-22T09:00:00Z"));
@@ -680,7 +702,7 @@ mod tests {
         let slots = best_slots(&s, &people, 4);
         assert_eq!(
             starts(&slots, &s.time_zone),
-            ["Mon 15:00", "Mon 14:30", "Mon 09:00", "Mon 09:30"]
+            ["Mon 15:00", "Mon 14:30", "Mon 09:00", "Mon 10:00"]
         );
         let counts: Vec<(usize, usize)> = slots
             .iter()
@@ -769,7 +791,9 @@ mod tests {
         let slots = best_slots(&s, &people, 4);
         assert_eq!(
             starts(&slots, &s.time_zone),
-            ["Mon 09:00", "Mon 09:30", "Mon 10:00", "Mon 10:30"]
+            // Only Monday has the best tier: distinct times first, then an overlapping one of that tier
+            // rather than a worse slot on another day.
+            ["Mon 09:00", "Mon 09:30", "Mon 10:00", "Mon 11:00"]
         );
         // Equally good slots are spread: two a day.
         let people = [person("ats@x", true, view(&s, 7, &[]))];
@@ -778,9 +802,9 @@ mod tests {
             starts(&slots, &s.time_zone),
             [
                 "Mon 09:00",
-                "Mon 09:30",
+                "Mon 10:00",
                 "Tue 09:00",
-                "Tue 09:30",
+                "Tue 10:00",
                 "Wed 09:00"
             ]
         );
@@ -790,12 +814,12 @@ mod tests {
             starts(&slots, &s.time_zone),
             [
                 "Mon 09:00",
-                "Mon 09:30",
                 "Mon 10:00",
+                "Mon 11:00",
                 "Tue 09:00",
-                "Tue 09:30",
+                "Tue 10:00",
                 "Wed 09:00",
-                "Wed 09:30"
+                "Wed 10:00"
             ]
         );
     }
