@@ -540,3 +540,44 @@ async fn a_throttled_get_schedule_is_retried_after_retry_after() {
         "the preview arrives after the retry"
     );
 }
+
+#[tokio::test]
+async fn a_503_on_event_creation_is_retried_with_the_same_transaction_id() {
+    let app = staffed(&"0".repeat(2000)).await;
+    Mock::given(method("POST"))
+        .and(path(fm_path("/events")))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&app.identity)
+        .await;
+    let card = cards_in(&app.say("invite").await[0]).remove(0);
+    let mut data = action_data(&card, "invite.send");
+    data["slot"] = json!("0");
+    app.post_activity(&app.card_action("invite.send", data))
+        .await;
+    app.run_pending_jobs().await;
+    assert_eq!(
+        graph_calls(&app, "POST", &fm_path("/events")).await.len(),
+        1,
+        "first try failed"
+    );
+    app.clock.advance(std::time::Duration::from_secs(600));
+    app.run_pending_jobs().await;
+    let events = graph_calls(&app, "POST", &fm_path("/events")).await;
+    assert_eq!(events.len(), 2, "retried once");
+    assert_eq!(
+        events[0]["transactionId"], events[1]["transactionId"],
+        "a retry can never make a second meeting"
+    );
+    let sent = app
+        .connector_requests()
+        .await
+        .into_iter()
+        .filter(|r| r.method.as_str() == "PUT")
+        .count();
+    assert_eq!(
+        sent, 1,
+        "the card shows the sent invite once the event exists"
+    );
+}
