@@ -127,7 +127,67 @@ pub enum Change {
         notes: Value,
         by: String,
     },
+    /// Stores a new FTA request (its id is assigned by the store; `request_key` makes a re-delivered submit
+    /// store one request) with its first audit row.
+    CreateFtaRequest {
+        request: Box<FtaRequestRecord>,
+        audit: FtaAuditRecord,
+    },
+    /// Moves a request to a new state only if it is still at `expected_version` (else
+    /// `StoreError::Conflict`), with the audit row saying who, when and why.
+    TransitionFtaRequest {
+        id: i64,
+        expected_version: i64,
+        status: String,
+        assigned_fta: Option<Person>,
+        decline_reason: Option<String>,
+        info_ask: Option<String>,
+        audit: FtaAuditRecord,
+    },
 }
+
+/// A FastTrack Architect request as stored; the domain (`domain::fta`) reads `details` and `status`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FtaRequestRecord {
+    pub id: i64,
+    pub request_key: String,
+    pub engagement_id: i64,
+    pub conversation_id: String,
+    pub service_url: String,
+    pub customer: String,
+    pub requestor: Person,
+    pub details: Value,
+    pub status: String,
+    pub version: i64,
+    pub assigned_fta: Option<Person>,
+    pub decline_reason: Option<String>,
+    pub info_ask: Option<String>,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+    /// Oldest first.
+    pub history: Vec<FtaAuditRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FtaAuditRecord {
+    pub at: Millis,
+    pub who: String,
+    /// Entra object id or Teams id of whoever acted.
+    pub who_id: Option<String>,
+    pub action: String,
+    pub from_status: Option<String>,
+    pub to_status: String,
+    pub detail: Option<String>,
+}
+
+/// Which requests a listing wants.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FtaFilter {
+    pub engagement_id: Option<i64>,
+    pub open_only: bool,
+}
+
+pub const FTA_OPEN_STATUSES: [&str; 3] = ["submitted", "in_review", "info_requested"];
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Engagement {
@@ -403,6 +463,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// The most recent recorded (dry-run) Graph calls, oldest first.
     async fn graph_outbox(&self, limit: u32) -> Result<Vec<OutboxCall>, StoreError>;
+
+    async fn fta_request(&self, id: i64) -> Result<Option<FtaRequestRecord>, StoreError>;
+
+    async fn fta_request_by_key(&self, key: &str) -> Result<Option<FtaRequestRecord>, StoreError>;
+
+    /// Newest first, each with its history.
+    async fn fta_requests(&self, filter: &FtaFilter) -> Result<Vec<FtaRequestRecord>, StoreError>;
 }
 
 /// Opens (and migrates) the store named by `url`: `sqlite://…` or `postgres://…`.
@@ -546,6 +613,85 @@ impl EngagementRow {
         })
     }
 }
+
+#[derive(sqlx::FromRow)]
+struct FtaRow {
+    id: i64,
+    request_key: String,
+    engagement_id: i64,
+    conversation_id: String,
+    service_url: String,
+    customer: String,
+    requestor: String,
+    details: String,
+    status: String,
+    version: i64,
+    assigned_fta: Option<String>,
+    decline_reason: Option<String>,
+    info_ask: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl FtaRow {
+    fn into_record(self, history: Vec<FtaAuditRecord>) -> Result<FtaRequestRecord, StoreError> {
+        let corrupt = |what: &str| {
+            StoreError::Other(anyhow::anyhow!(
+                "FTA request {} has an unreadable {what}",
+                self.id
+            ))
+        };
+        Ok(FtaRequestRecord {
+            requestor: serde_json::from_str(&self.requestor).map_err(|_| corrupt("requestor"))?,
+            details: serde_json::from_str(&self.details).map_err(|_| corrupt("details"))?,
+            assigned_fta: match &self.assigned_fta {
+                Some(p) => Some(serde_json::from_str(p).map_err(|_| corrupt("assigned FTA"))?),
+                None => None,
+            },
+            id: self.id,
+            request_key: self.request_key,
+            engagement_id: self.engagement_id,
+            conversation_id: self.conversation_id,
+            service_url: self.service_url,
+            customer: self.customer,
+            status: self.status,
+            version: self.version,
+            decline_reason: self.decline_reason,
+            info_ask: self.info_ask,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            history,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct FtaAuditRow {
+    at: i64,
+    who: String,
+    who_id: Option<String>,
+    action: String,
+    from_status: Option<String>,
+    to_status: String,
+    detail: Option<String>,
+}
+
+impl From<FtaAuditRow> for FtaAuditRecord {
+    fn from(r: FtaAuditRow) -> Self {
+        FtaAuditRecord {
+            at: r.at,
+            who: r.who,
+            who_id: r.who_id,
+            action: r.action,
+            from_status: r.from_status,
+            to_status: r.to_status,
+            detail: r.detail,
+        }
+    }
+}
+
+const FTA_COLUMNS: &str = "id, request_key, engagement_id, conversation_id, service_url, customer, requestor, \
+     details, status, version, assigned_fta, decline_reason, info_ask, created_at, updated_at";
 
 const ENGAGEMENT_COLUMNS: &str = "id, conversation_id, service_url, customer, motion, tpid, tenant, fm, status, \
      created_at, closed_at, closed_by";

@@ -133,6 +133,20 @@ pub(super) const INSERT_OUTBOX: &str =
 pub(super) const SELECT_OUTBOX: &str = "SELECT id, method, path, body, recorded_at FROM \
      (SELECT id, method, path, body, recorded_at FROM graph_outbox ORDER BY id DESC LIMIT $1) recent ORDER BY id";
 
+pub(super) const INSERT_FTA: &str = "INSERT INTO fta_requests (request_key, engagement_id, conversation_id, \
+     service_url, customer, requestor, details, status, version, created_at, updated_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $9) ON CONFLICT (request_key) DO NOTHING RETURNING id";
+
+pub(super) const TRANSITION_FTA: &str = "UPDATE fta_requests SET status = $3, version = version + 1, \
+     assigned_fta = COALESCE($4, assigned_fta), decline_reason = COALESCE($5, decline_reason), \
+     info_ask = $6, updated_at = $7 WHERE id = $1 AND version = $2";
+
+pub(super) const INSERT_FTA_AUDIT: &str = "INSERT INTO fta_audit \
+     (request_id, at, who, who_id, action, from_status, to_status, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+
+pub(super) const SELECT_FTA_AUDIT: &str = "SELECT at, who, who_id, action, from_status, to_status, detail \
+     FROM fta_audit WHERE request_id = $1 ORDER BY id";
+
 /// Expands to a full `Store` implementation for one backend.
 macro_rules! impl_store {
     ($store:ident, $db:ty, $name:literal, $skip_locked:expr) => {
@@ -515,6 +529,52 @@ macro_rules! impl_store {
                 Ok(())
             }
 
+            async fn fta_request(&self, id: i64) -> Result<Option<FtaRequestRecord>, StoreError> {
+                let row: Option<FtaRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {FTA_COLUMNS} FROM fta_requests WHERE id = $1"
+                )))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+                match row {
+                    Some(row) => Ok(Some(self.hydrate_fta(row).await?)),
+                    None => Ok(None),
+                }
+            }
+
+            async fn fta_request_by_key(&self, key: &str) -> Result<Option<FtaRequestRecord>, StoreError> {
+                let row: Option<FtaRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {FTA_COLUMNS} FROM fta_requests WHERE request_key = $1"
+                )))
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?;
+                match row {
+                    Some(row) => Ok(Some(self.hydrate_fta(row).await?)),
+                    None => Ok(None),
+                }
+            }
+
+            async fn fta_requests(&self, filter: &FtaFilter) -> Result<Vec<FtaRequestRecord>, StoreError> {
+                let open = if filter.open_only {
+                    "AND status IN ('submitted', 'in_review', 'info_requested')"
+                } else {
+                    ""
+                };
+                let rows: Vec<FtaRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {FTA_COLUMNS} FROM fta_requests \
+                     WHERE ($1 IS NULL OR engagement_id = $1) {open} ORDER BY created_at DESC, id DESC"
+                )))
+                .bind(filter.engagement_id)
+                .fetch_all(&self.pool)
+                .await?;
+                let mut out = Vec::with_capacity(rows.len());
+                for row in rows {
+                    out.push(self.hydrate_fta(row).await?);
+                }
+                Ok(out)
+            }
+
             async fn graph_outbox(&self, limit: u32) -> Result<Vec<OutboxCall>, StoreError> {
                 let rows: Vec<(i64, String, String, Option<String>, i64)> = sqlx::query_as(sql::SELECT_OUTBOX)
                     .bind(i64::from(limit))
@@ -534,6 +594,14 @@ macro_rules! impl_store {
         }
 
         impl $store {
+            async fn hydrate_fta(&self, row: FtaRow) -> Result<FtaRequestRecord, StoreError> {
+                let history: Vec<FtaAuditRow> = sqlx::query_as(sql::SELECT_FTA_AUDIT)
+                    .bind(row.id)
+                    .fetch_all(&self.pool)
+                    .await?;
+                row.into_record(history.into_iter().map(FtaAuditRecord::from).collect())
+            }
+
             /// Loads an engagement's roster and prep ticks.
             async fn hydrate(&self, row: EngagementRow) -> Result<Engagement, StoreError> {
                 let roster_rows: Vec<(String, String)> = sqlx::query_as(sql::SELECT_ROSTER)
@@ -695,6 +763,56 @@ macro_rules! impl_store {
                             }
                         }
                     }
+                    Change::CreateFtaRequest { request, audit } => {
+                        let requestor = serde_json::to_string(&request.requestor)
+                            .map_err(|e| StoreError::Other(e.into()))?;
+                        let id: Option<(i64,)> = sqlx::query_as(sql::INSERT_FTA)
+                            .bind(&request.request_key)
+                            .bind(request.engagement_id)
+                            .bind(&request.conversation_id)
+                            .bind(&request.service_url)
+                            .bind(&request.customer)
+                            .bind(requestor)
+                            .bind(request.details.to_string())
+                            .bind(&request.status)
+                            .bind(now)
+                            .fetch_optional(&mut **tx)
+                            .await?;
+                        if let Some((id,)) = id {
+                            insert_fta_audit(tx, id, &audit).await?;
+                        }
+                    }
+                    Change::TransitionFtaRequest {
+                        id,
+                        expected_version,
+                        status,
+                        assigned_fta,
+                        decline_reason,
+                        info_ask,
+                        audit,
+                    } => {
+                        let fta = match &assigned_fta {
+                            Some(p) => Some(serde_json::to_string(p).map_err(|e| StoreError::Other(e.into()))?),
+                            None => None,
+                        };
+                        let n = sqlx::query(sql::TRANSITION_FTA)
+                            .bind(id)
+                            .bind(expected_version)
+                            .bind(&status)
+                            .bind(fta)
+                            .bind(decline_reason.as_deref())
+                            .bind(info_ask.as_deref())
+                            .bind(now)
+                            .execute(&mut **tx)
+                            .await?
+                            .rows_affected();
+                        if n != 1 {
+                            return Err(StoreError::Conflict(format!(
+                                "FTA request {id} changed since version {expected_version}"
+                            )));
+                        }
+                        insert_fta_audit(tx, id, &audit).await?;
+                    }
                     Change::RecordSyncNotes { engagement_id, notes, by } => {
                         sqlx::query(sql::INSERT_SYNC_NOTES)
                             .bind(new_id())
@@ -708,6 +826,25 @@ macro_rules! impl_store {
                 }
             }
             Ok(jobs)
+        }
+
+        async fn insert_fta_audit(
+            tx: &mut sqlx::Transaction<'_, $db>,
+            request_id: i64,
+            audit: &FtaAuditRecord,
+        ) -> Result<(), StoreError> {
+            sqlx::query(sql::INSERT_FTA_AUDIT)
+                .bind(request_id)
+                .bind(audit.at)
+                .bind(&audit.who)
+                .bind(audit.who_id.as_deref())
+                .bind(&audit.action)
+                .bind(audit.from_status.as_deref())
+                .bind(&audit.to_status)
+                .bind(audit.detail.as_deref())
+                .execute(&mut **tx)
+                .await?;
+            Ok(())
         }
 
         async fn upsert_conversation(

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use fieldbot::domain::engagement::{Motion, Person, PrepItem, RosterMember};
 use fieldbot::domain::roles::Role;
 use fieldbot::store::{
-    CardRef, Change, Commit, ConversationRef, Engagement, InboundKey, InviteRecord, JobStatus,
-    NewJob, Store, StoreError, connect,
+    CardRef, Change, Commit, ConversationRef, Engagement, FtaAuditRecord, FtaFilter,
+    FtaRequestRecord, InboundKey, InviteRecord, JobStatus, NewJob, Store, StoreError, connect,
 };
 use serde_json::json;
 
@@ -450,6 +450,121 @@ async fn engagement_story(s: &dyn Store) {
     assert_eq!(s.engagements(Some(true)).await.unwrap().len(), 1);
 }
 
+fn audit(who: &str, action: &str, from: Option<&str>, to: &str) -> FtaAuditRecord {
+    FtaAuditRecord {
+        at: 1,
+        who: who.into(),
+        who_id: None,
+        action: action.into(),
+        from_status: from.map(str::to_string),
+        to_status: to.into(),
+        detail: None,
+    }
+}
+
+async fn fta_story(s: &dyn Store) {
+    let change =
+        |c: Change| async move { s.commit_activity(None, 6000, vec![c], vec![], None).await };
+    change(Change::StartEngagement(engagement(7, "19:chan")))
+        .await
+        .unwrap();
+    let request = FtaRequestRecord {
+        id: 0,
+        request_key: "msteams/19:chan/a1".into(),
+        engagement_id: 7,
+        conversation_id: "19:chan".into(),
+        service_url: "https://smba.trafficmanager.net/emea/".into(),
+        customer: "Contoso Ltd".into(),
+        requestor: person("Dana", "dana@contoso.com"),
+        details: json!({"tpid": 1}),
+        status: "submitted".into(),
+        version: 1,
+        assigned_fta: None,
+        decline_reason: None,
+        info_ask: None,
+        created_at: 0,
+        updated_at: 0,
+        history: vec![],
+    };
+    let create = || Change::CreateFtaRequest {
+        request: Box::new(request.clone()),
+        audit: audit("Dana", "submit", None, "submitted"),
+    };
+    change(create()).await.unwrap();
+    change(create()).await.unwrap();
+    let stored = s
+        .fta_request_by_key("msteams/19:chan/a1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        s.fta_requests(&FtaFilter::default()).await.unwrap().len(),
+        1,
+        "one request per submit key"
+    );
+    assert_eq!(
+        (stored.status.as_str(), stored.version, stored.history.len()),
+        ("submitted", 1, 1)
+    );
+    assert_eq!(stored.requestor.name, "Dana");
+
+    // Two leads act on version 1: exactly one wins.
+    let assign = |who: &str| Change::TransitionFtaRequest {
+        id: stored.id,
+        expected_version: 1,
+        status: "assigned".into(),
+        assigned_fta: Some(person("Ada Fta", "ada@ms.com")),
+        decline_reason: None,
+        info_ask: None,
+        audit: audit(who, "assign", Some("submitted"), "assigned"),
+    };
+    let (a, b) = tokio::join!(change(assign("Lead One")), change(assign("Lead Two")));
+    assert!(a.is_ok() != b.is_ok(), "exactly one wins: {a:?} {b:?}");
+    let loser = if a.is_ok() { b } else { a };
+    assert!(matches!(loser, Err(StoreError::Conflict(_))));
+    let assigned = s.fta_request(stored.id).await.unwrap().unwrap();
+    assert_eq!(
+        (assigned.status.as_str(), assigned.version),
+        ("assigned", 2)
+    );
+    assert_eq!(assigned.assigned_fta.unwrap().name, "Ada Fta");
+    assert_eq!(
+        assigned.history.len(),
+        2,
+        "one audit row per transition, none for the loser"
+    );
+    assert_eq!(assigned.history[1].action, "assign");
+
+    assert!(
+        s.fta_requests(&FtaFilter {
+            engagement_id: Some(7),
+            open_only: true
+        })
+        .await
+        .unwrap()
+        .is_empty()
+    );
+    assert_eq!(
+        s.fta_requests(&FtaFilter {
+            engagement_id: Some(7),
+            open_only: false
+        })
+        .await
+        .unwrap()
+        .len(),
+        1
+    );
+    assert!(
+        s.fta_requests(&FtaFilter {
+            engagement_id: Some(8),
+            open_only: false
+        })
+        .await
+        .unwrap()
+        .is_empty()
+    );
+}
+
 /// Two workers claiming at once never get the same job.
 async fn concurrent_claims(s: Arc<dyn Store>) {
     let jobs: Vec<_> = (0..200).map(|i| job(&format!("p{i}"), None, 0)).collect();
@@ -491,6 +606,8 @@ async fn sqlite_store_contract() {
     job_story(s.as_ref()).await;
     let (s, _db) = store(Backend::Sqlite).await;
     engagement_story(s.as_ref()).await;
+    let (s, _db) = store(Backend::Sqlite).await;
+    fta_story(s.as_ref()).await;
 }
 
 #[tokio::test]
@@ -502,6 +619,8 @@ async fn postgres_store_contract() {
     job_story(s.as_ref()).await;
     let (s, _db) = store(Backend::Postgres).await;
     engagement_story(s.as_ref()).await;
+    let (s, _db) = store(Backend::Postgres).await;
+    fta_story(s.as_ref()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
