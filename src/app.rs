@@ -123,6 +123,11 @@ impl Application {
                 Duration::from_millis(settings.bot.connector_timeout_ms),
             )),
         };
+        let leads = crate::leads::LeadDirectory::new(
+            &settings.fasttrack.leads,
+            &settings.fasttrack.lead_groups,
+            graph.clone(),
+        );
         let connector = ConnectorClient::new(
             http_client,
             token,
@@ -137,6 +142,11 @@ impl Application {
                 clock: clock.clone(),
                 max_attempts: jobs.max_attempts,
                 templates: templates.clone(),
+                fta: crate::jobs::fta::FtaSettings {
+                    leads: settings.fasttrack.leads.clone(),
+                    leads_channel: settings.fasttrack.leads_channel.clone(),
+                    mail_sender: settings.fasttrack.mail_sender.clone(),
+                },
                 scheduling: SchedulingSettings {
                     time_zone: settings.fasttrack.time_zone.clone(),
                     work_start: settings.fasttrack.work_start.parse().unwrap_or_default(),
@@ -165,6 +175,7 @@ impl Application {
             .with_context(|| format!("cannot listen on {bind}"))?;
         let state = AppState {
             templates,
+            leads,
             allowed_tenants: Arc::new(settings.allowed_tenants()),
             allowed_service_hosts: Arc::new(settings.allowed_service_hosts()),
             settings: Arc::new(settings.clone()),

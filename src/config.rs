@@ -27,6 +27,7 @@ const LIST_KEYS: &[&str] = &[
     "bot.allowed_tenants",
     "bot.allowed_service_hosts",
     "fasttrack.leads",
+    "fasttrack.lead_groups",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +113,12 @@ pub struct JobSettings {
 #[serde(deny_unknown_fields)]
 pub struct FastTrackSettings {
     pub leads: Vec<String>,
+    /// Entra group object ids whose members are leads too (checked through Graph).
+    pub lead_groups: Vec<String>,
+    /// A channel (conversation id) where leads are told about new requests; empty = email the leads.
+    pub leads_channel: String,
+    /// The mailbox notification emails are sent from; empty = the engagement FM's mailbox.
+    pub mail_sender: String,
     /// IANA zone for proposed meeting times when the FM's mailbox does not say one.
     pub time_zone: String,
     /// Working hours (HH:MM, in that zone) inside which meetings are proposed.

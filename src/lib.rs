@@ -21,6 +21,7 @@ pub mod domain;
 pub mod graph;
 pub mod http;
 pub mod jobs;
+pub mod leads;
 pub mod local_connector;
 pub mod store;
 pub mod telemetry;

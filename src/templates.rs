@@ -22,16 +22,17 @@ use crate::domain::roles::Role;
 const INTRO_EMAIL: &str = "intro_email.html";
 const INVITE_BODY: &str = "invite_body.html";
 const FOLLOWUP_EMAIL: &str = "followup_email.html";
+const FTA_EMAIL: &str = "fta_email.html";
 const SUBJECT_SUFFIX: &str = ".subject.txt";
 
 /// The bodies that must exist; each also needs its `<body>.subject.txt`.
-const REQUIRED_BODIES: [&str; 3] = [INTRO_EMAIL, INVITE_BODY, FOLLOWUP_EMAIL];
+const REQUIRED_BODIES: [&str; 4] = [INTRO_EMAIL, INVITE_BODY, FOLLOWUP_EMAIL, FTA_EMAIL];
 
 /// Outlook and Graph cap subjects at 255 characters.
 const MAX_SUBJECT_CHARS: usize = 255;
 
 /// The shipped copies, for runs without `config/templates` (e.g. `cargo run` from elsewhere).
-const EMBEDDED_TEMPLATES: [(&str, &str); 8] = [
+const EMBEDDED_TEMPLATES: [(&str, &str); 10] = [
     (
         "_agenda.html",
         include_str!(concat!(
@@ -86,6 +87,20 @@ const EMBEDDED_TEMPLATES: [(&str, &str); 8] = [
         include_str!(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/config/templates/followup_email.subject.txt"
+        )),
+    ),
+    (
+        "fta_email.html",
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/config/templates/fta_email.html"
+        )),
+    ),
+    (
+        "fta_email.subject.txt",
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/config/templates/fta_email.subject.txt"
         )),
     ),
 ];
@@ -392,6 +407,9 @@ impl Templates {
         for ctx in [FollowupContext::sample(), FollowupContext::sample_empty()] {
             self.followup_email(&ctx)?;
         }
+        for ctx in [FtaEmailContext::sample(), FtaEmailContext::sample_empty()] {
+            self.fta_email(&ctx)?;
+        }
         Ok(())
     }
 
@@ -421,6 +439,11 @@ impl Templates {
 
     pub fn followup_email(&self, ctx: &FollowupContext) -> Result<RenderedEmail, TemplateError> {
         self.email(FOLLOWUP_EMAIL, Value::from(Serde(ctx)))
+    }
+
+    /// A notification about an FTA request: submitted (the playbook's key output) and every later change.
+    pub fn fta_email(&self, ctx: &FtaEmailContext) -> Result<RenderedEmail, TemplateError> {
+        self.email(FTA_EMAIL, Value::from(Serde(ctx)))
     }
 
     fn email(&self, body: &str, ctx: Value) -> Result<RenderedEmail, TemplateError> {
@@ -549,6 +572,73 @@ impl IntroContext {
             required: Vec::new(),
             optional: Vec::new(),
             slot: None,
+        }
+    }
+}
+
+#[derive(Serialize, Debug, Clone, PartialEq, Eq)]
+pub struct FtaEmailContext {
+    pub request_id: i64,
+    pub customer: String,
+    pub status_label: String,
+    /// One sentence: what happened.
+    pub headline: String,
+    pub requestor: String,
+    pub assigned_fta: Option<String>,
+    pub reason: Option<String>,
+    pub ask: Option<String>,
+    pub facts: Vec<FactLine>,
+    pub history: Vec<HistoryLine>,
+}
+
+#[derive(Serialize, Debug, Clone, PartialEq, Eq)]
+pub struct FactLine {
+    pub label: String,
+    pub value: String,
+}
+
+#[derive(Serialize, Debug, Clone, PartialEq, Eq)]
+pub struct HistoryLine {
+    pub at: String,
+    pub who: String,
+    pub action: String,
+}
+
+impl FtaEmailContext {
+    fn sample() -> FtaEmailContext {
+        FtaEmailContext {
+            request_id: 42,
+            customer: "Contoso Ltd".into(),
+            status_label: "Assigned".into(),
+            headline: "Your FTA request is assigned.".into(),
+            requestor: "Dana".into(),
+            assigned_fta: Some("Ada".into()),
+            reason: Some("Out of scope".into()),
+            ask: Some("Which workloads?".into()),
+            facts: vec![FactLine {
+                label: "TPID".into(),
+                value: "12345".into(),
+            }],
+            history: vec![HistoryLine {
+                at: "24 Nov 10:00 UTC".into(),
+                who: "Dana".into(),
+                action: "submitted".into(),
+            }],
+        }
+    }
+
+    fn sample_empty() -> FtaEmailContext {
+        FtaEmailContext {
+            request_id: 1,
+            customer: String::new(),
+            status_label: String::new(),
+            headline: String::new(),
+            requestor: String::new(),
+            assigned_fta: None,
+            reason: None,
+            ask: None,
+            facts: Vec::new(),
+            history: Vec::new(),
         }
     }
 }

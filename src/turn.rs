@@ -17,6 +17,7 @@ pub const ADAPTIVE_CARD: &str = "application/vnd.microsoft.card.adaptive";
 pub struct TurnContext<'a> {
     pub store: &'a dyn Store,
     pub templates: &'a crate::templates::Templates,
+    pub leads: &'a crate::leads::LeadDirectory,
     pub now: Millis,
     pub max_attempts: u32,
 }
@@ -132,6 +133,7 @@ fn command_ctx<'a>(activity: &Activity, ctx: &TurnContext<'a>) -> Ctx<'a> {
         activity_key: activity_key(activity),
         max_attempts: ctx.max_attempts,
         templates: ctx.templates,
+        leads: ctx.leads,
     }
 }
 

@@ -5,6 +5,7 @@
 //! goes through [`plain`] before it lands in a `TextBlock`, so it cannot become a link or an image.
 
 mod engagement;
+mod fta;
 mod help;
 mod invite;
 mod prep;
@@ -14,6 +15,13 @@ mod sync_notes;
 mod welcome;
 
 pub use engagement::{EngagementView, engagement_summary_card, welcome_engagement_card};
+pub use fta::{
+    FTA_ENTITLEMENTS, FTA_REQUEST_TYPES, FTA_SEGMENTS, FtaAuditLine, FtaFormValues, FtaRequestView,
+    FtaViewer, INPUT_ANSWER, INPUT_ASK, INPUT_FTA, INPUT_REASON, REFRESH_USER_LIMIT,
+    VERB_FTA_ASSIGN, VERB_FTA_DECLINE, VERB_FTA_INFO, VERB_FTA_PROVIDE_INFO, VERB_FTA_SUBMIT,
+    VERB_FTA_VIEW, VERB_FTA_WITHDRAW, fta_form_card, fta_form_values, fta_lead_notice_card,
+    fta_list_card, fta_status_card,
+};
 pub use invite::{
     InviteState, InviteView, LOOK_FURTHER_DAYS, SlotChoice, VERB_INVITE_CANCEL, VERB_INVITE_OTHER,
     VERB_INVITE_SEND, invite_preview_card,

@@ -28,6 +28,7 @@ pub struct Ctx<'a> {
     pub activity_key: String,
     pub max_attempts: u32,
     pub templates: &'a crate::templates::Templates,
+    pub leads: &'a crate::leads::LeadDirectory,
 }
 
 #[derive(Debug, Default)]
@@ -215,6 +216,8 @@ pub async fn apply(ctx: &Ctx<'_>, command: Command) -> Result<Outcome, CommandEr
             })
             .await
         }
+        Command::Fta(command) => super::fta_apply::apply(ctx, command).await,
+        Command::FtaCard { verb, data } => super::fta_apply::apply_card(ctx, &verb, &data).await,
         Command::PrepShow => with_engagement(ctx, |e| {
             Outcome::reply(Reply::Card(prep_card(&e, &[])))
         })

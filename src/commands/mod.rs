@@ -6,6 +6,8 @@
 
 mod apply;
 mod engagement;
+pub mod fta;
+mod fta_apply;
 mod help;
 mod invite;
 mod lexer;
@@ -82,6 +84,13 @@ pub enum Command {
         engagement_id: i64,
         data: Value,
     },
+    /// `fta …` typed in chat.
+    Fta(fta::FtaCommand),
+    /// A button on an FTA card: the verb and its data (inputs merged in).
+    FtaCard {
+        verb: String,
+        data: Value,
+    },
 }
 
 /// Someone named in a command: an @mention or an email address.
@@ -149,6 +158,8 @@ pub enum ParseError {
     },
     #[error("unknown option `{key}:` for `{command}`")]
     UnknownOption { command: &'static str, key: String },
+    #[error(transparent)]
+    Fta(#[from] fta::FtaParseError),
 }
 
 impl ParseError {
@@ -211,6 +222,7 @@ impl ParseError {
                 echo(given),
                 usage_or_help(command)
             ),
+            ParseError::Fta(e) => e.user_message(),
             ParseError::UnknownOption { command, key } => format!(
                 "`{command}` has no option `{}:`.\n\n{}",
                 echo_raw(key),
@@ -282,7 +294,26 @@ pub static COMMANDS: &[CommandSpec] = &[
     prep::SPEC,
     invite::SPEC,
     sync::SPEC_NOTES,
+    fta_spec(0),
+    fta_spec(1),
+    fta_spec(2),
+    fta_spec(3),
+    fta_spec(4),
+    fta_spec(5),
+    fta_spec(6),
 ];
+
+/// The `fta` rows of the command table come from the FTA parser's own usage list.
+#[allow(clippy::indexing_slicing)] // evaluated at compile time: an index out of range fails the build
+const fn fta_spec(row: usize) -> CommandSpec {
+    let (name, usage, summary, example) = fta::USAGES[row];
+    CommandSpec {
+        name,
+        usage,
+        summary,
+        example,
+    }
+}
 
 /// Parses text that [`strip_bot_mentions`] has already cleaned. Empty text means `help`.
 pub fn parse(text: &str, mentions: &[Mention]) -> Result<Command, ParseError> {
@@ -305,6 +336,7 @@ pub fn parse(text: &str, mentions: &[Mention]) -> Result<Command, ParseError> {
         prep::NAME => prep::parse(args),
         invite::NAME => invite::parse(args),
         sync::NAME => sync::parse(args),
+        fta::NAME => fta::parse(args).map(Command::Fta).map_err(ParseError::from),
         _ => Err(ParseError::UnknownCommand {
             suggestion: suggest(&lower),
             name: name.clone(),
@@ -324,6 +356,16 @@ pub fn parse_action(verb: &str, data: &Value) -> Result<Command, ParseError> {
             invite::parse_action(verb, data)
         }
         cards::VERB_SYNC_NOTES_SUBMIT => sync::parse_submit(data),
+        cards::VERB_FTA_SUBMIT
+        | cards::VERB_FTA_VIEW
+        | cards::VERB_FTA_ASSIGN
+        | cards::VERB_FTA_DECLINE
+        | cards::VERB_FTA_INFO
+        | cards::VERB_FTA_WITHDRAW
+        | cards::VERB_FTA_PROVIDE_INFO => Ok(Command::FtaCard {
+            verb: verb.to_owned(),
+            data: data.clone(),
+        }),
         _ => Err(ParseError::UnknownVerb {
             verb: verb.to_owned(),
         }),

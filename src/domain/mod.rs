@@ -1,5 +1,6 @@
 //! Domain words and rules from `seeds/`, free of I/O.
 
 pub mod engagement;
+pub mod fta;
 pub mod roles;
 pub mod slots;

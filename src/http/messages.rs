@@ -17,7 +17,7 @@ use super::{ApiError, AppState};
 use crate::botframework::activity::Activity;
 use crate::botframework::auth::{self, AuthError};
 use crate::config::Settings;
-use crate::store::{Commit, InboundKey};
+use crate::store::{Commit, InboundKey, StoreError};
 use crate::turn::{self, TurnContext};
 
 pub fn router(settings: &Settings) -> axum::Router<AppState> {
@@ -101,6 +101,7 @@ async fn receive(
     let ctx = TurnContext {
         store: state.store.as_ref(),
         templates: state.templates.as_ref(),
+        leads: &state.leads,
         now: state.clock.now(),
         max_attempts: state.settings.jobs.max_attempts,
     };
@@ -112,26 +113,38 @@ async fn receive(
     }
     let lock = state.conversation_lock(activity.base_conversation_id().unwrap_or_default());
     let _in_order = lock.lock().await;
-    let outcome = turn::handle(&activity, &ctx).await.map_err(|e| match e {
-        turn::TurnError::Store(e) => unavailable(e),
-    })?;
-    if outcome.ignored && outcome.invoke_response.is_none() {
-        tracing::debug!("activity ignored");
-        return Ok(StatusCode::OK.into_response());
-    }
-    let response_text = outcome.invoke_response.as_ref().map(Value::to_string);
+    // A conditional update that lost a race (two leads clicking at once) is decided again against the
+    // winner's state, so the loser hears what happened instead of getting an error.
+    let mut attempts = 0;
+    let (outcome, commit) = loop {
+        attempts += 1;
+        let outcome = turn::handle(&activity, &ctx).await.map_err(|e| match e {
+            turn::TurnError::Store(e) => unavailable(e),
+        })?;
+        if outcome.ignored && outcome.invoke_response.is_none() {
+            tracing::debug!("activity ignored");
+            return Ok(StatusCode::OK.into_response());
+        }
+        let response_text = outcome.invoke_response.as_ref().map(Value::to_string);
+        match state
+            .store
+            .commit_activity(
+                key.as_ref(),
+                ctx.now,
+                outcome.changes.clone(),
+                outcome.jobs.clone(),
+                response_text,
+            )
+            .await
+        {
+            Ok(commit) => break (outcome, commit),
+            Err(StoreError::Conflict(reason)) if attempts < 3 => {
+                tracing::info!(reason, "state changed while deciding; deciding again");
+            }
+            Err(e) => return Err(unavailable(e)),
+        }
+    };
     let has_jobs = !outcome.jobs.is_empty() || !outcome.changes.is_empty();
-    let commit = state
-        .store
-        .commit_activity(
-            key.as_ref(),
-            ctx.now,
-            outcome.changes,
-            outcome.jobs,
-            response_text,
-        )
-        .await
-        .map_err(unavailable)?;
     match commit {
         Commit::Duplicate { response } => Ok(duplicate(response)),
         Commit::Applied => {

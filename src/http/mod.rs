@@ -30,6 +30,7 @@ use crate::store::Store;
 pub struct AppState {
     pub settings: Arc<Settings>,
     pub templates: Arc<crate::templates::Templates>,
+    pub leads: crate::leads::LeadDirectory,
     pub store: Arc<dyn Store>,
     /// None in local mode.
     pub auth: Option<JwtValidator>,

@@ -26,6 +26,7 @@ pub struct EffectContext {
     pub max_attempts: u32,
     pub templates: Arc<crate::templates::Templates>,
     pub scheduling: super::invite::SchedulingSettings,
+    pub fta: super::fta::FtaSettings,
 }
 
 /// Where a reply goes: a conversation (thread), and the message it answers when there is one.
@@ -99,6 +100,30 @@ pub enum Effect {
     DraftFollowup {
         engagement_id: i64,
         notes: Value,
+        conversation_id: String,
+    },
+    /// An FTA request was filed (found by its submit key): fan out its thread, emails and notices.
+    FtaFiled {
+        request_key: String,
+        conversation_id: String,
+    },
+    PostFtaThread {
+        id: i64,
+        conversation_id: String,
+    },
+    UpdateFtaCard {
+        id: i64,
+        conversation_id: String,
+    },
+    EmailFta {
+        id: i64,
+        audience: super::fta::Audience,
+        /// The state the email tells about (one email per transition).
+        version: i64,
+        conversation_id: String,
+    },
+    NotifyLeads {
+        id: i64,
         conversation_id: String,
     },
 }
@@ -186,6 +211,11 @@ impl Effect {
             Effect::DraftIntroEmail { .. } => "draft_intro_email",
             Effect::CreateInviteEvent { .. } => "create_invite_event",
             Effect::DraftFollowup { .. } => "draft_followup",
+            Effect::FtaFiled { .. } => "fta_filed",
+            Effect::PostFtaThread { .. } => "fta_post_thread",
+            Effect::UpdateFtaCard { .. } => "fta_update_card",
+            Effect::EmailFta { .. } => "fta_email",
+            Effect::NotifyLeads { .. } => "fta_notify_leads",
         }
     }
 
@@ -210,6 +240,21 @@ impl Effect {
                 conversation_id, ..
             }
             | Effect::DraftFollowup {
+                conversation_id, ..
+            }
+            | Effect::FtaFiled {
+                conversation_id, ..
+            }
+            | Effect::PostFtaThread {
+                conversation_id, ..
+            }
+            | Effect::UpdateFtaCard {
+                conversation_id, ..
+            }
+            | Effect::EmailFta {
+                conversation_id, ..
+            }
+            | Effect::NotifyLeads {
                 conversation_id, ..
             } => Some(format!("conv:{}", base_conversation(conversation_id))),
         }
@@ -238,6 +283,16 @@ impl Effect {
                 notes,
                 ..
             } => super::invite::draft_followup(ctx, *engagement_id, notes).await,
+            Effect::FtaFiled { request_key, .. } => super::fta::filed(ctx, key, request_key).await,
+            Effect::PostFtaThread { id, .. } => super::fta::post_thread(ctx, *id).await,
+            Effect::UpdateFtaCard { id, .. } => super::fta::update_card(ctx, *id).await,
+            Effect::EmailFta {
+                id,
+                audience,
+                version,
+                ..
+            } => super::fta::email(ctx, *id, *audience, *version).await,
+            Effect::NotifyLeads { id, .. } => super::fta::notify_leads(ctx, key, *id).await,
             Effect::ConnectorSend {
                 service_url,
                 conversation_id,

@@ -8,6 +8,7 @@
 //! on PostgreSQL.
 
 mod effect;
+pub mod fta;
 mod invite;
 mod worker;
 

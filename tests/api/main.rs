@@ -4,6 +4,7 @@
 mod auth;
 mod commands;
 mod engagement;
+mod fta;
 mod helpers;
 mod install;
 mod invite;

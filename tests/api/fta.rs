@@ -1,0 +1,507 @@
+//! The life of a Request FastTrack Architect request through `/api/messages`, against the Connector and
+//! Graph fakes: the form and its rules, the status thread updated in place, lead-only actions, stale and
+//! concurrent clicks, withdraw, the emails (once each) and the FTA joining the roster.
+
+use serde_json::{Value, json};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, ResponseTemplate};
+
+use crate::helpers::*;
+
+const DANA: &str = "5f0c6c0e-1d2b-4c55-9a35-0d5a1b2c3d4e";
+const LEAD1: &str = "11111111-aaaa-4000-8000-000000000001";
+const LEAD2: &str = "11111111-aaaa-4000-8000-000000000002";
+const SENDER: &str = "fieldbot@contoso.com";
+const THREAD: &str = "19:c0ffee11aa@thread.tacv2;messageid=555";
+
+fn encoded(id: &str) -> String {
+    id.replace(':', "%3A")
+        .replace('@', "%40")
+        .replace(';', "%3B")
+        .replace('=', "%3D")
+}
+
+async fn fta_app() -> TestApp {
+    let app = spawn_with(Options {
+        tweak: Some(Box::new(|s| {
+            s.fasttrack.leads = vec![LEAD1.into(), LEAD2.into()];
+            s.fasttrack.mail_sender = SENDER.into();
+        })),
+        ..Options::default()
+    })
+    .await;
+    // The thread the status card starts, and the leads as team members.
+    Mock::given(method("POST"))
+        .and(path("/v3/conversations"))
+        .respond_with(
+            ResponseTemplate::new(201).set_body_json(json!({ "id": THREAD, "activityId": "555" })),
+        )
+        .mount(&app.connector)
+        .await;
+    for (oid, mri) in [(LEAD1, "29:lead1"), (LEAD2, "29:lead2")] {
+        Mock::given(method("GET"))
+            .and(path(format!(
+                "/v3/conversations/{}/members/{oid}",
+                encoded(CHANNEL)
+            )))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(json!({ "id": mri, "name": "Lead", "aadObjectId": oid })),
+            )
+            .mount(&app.connector)
+            .await;
+    }
+    for (id, mail, name) in [
+        (DANA, "dana@contoso.com", "Dana Lee"),
+        (LEAD1, "lead1@contoso.com", "Lead One"),
+        (LEAD2, "lead2@contoso.com", "Lead Two"),
+        ("ada@contoso.com", "ada@contoso.com", "Ada Fta"),
+    ] {
+        Mock::given(method("GET"))
+            .and(path(format!("/graph/users/{}", id.replace('@', "%40"))))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "id": format!("oid-{name}"), "displayName": name, "mail": mail, "userPrincipalName": mail })))
+            .mount(&app.identity)
+            .await;
+    }
+    Mock::given(method("POST"))
+        .and(path(format!(
+            "/graph/users/{}/sendMail",
+            SENDER.replace('@', "%40")
+        )))
+        .respond_with(ResponseTemplate::new(202))
+        .mount(&app.identity)
+        .await;
+    app.say("engagement start \"Contoso Ltd\" motion:rfa tpid:12345")
+        .await;
+    app
+}
+
+fn form() -> Value {
+    json!({
+        "tpid": "12345", "tenant": "contoso.onmicrosoft.com", "partner": "none", "users": "5000",
+        "type": "ecif", "stage": "60", "event": "Signed an EA with Office 365 E5 in October",
+        "segment": "enterprise", "entitlements": "o365,ems", "notes": "Focus on Exchange",
+    })
+}
+
+/// A click by someone: Dana by default, or a lead.
+fn click(app: &TestApp, who: Option<(&str, &str, &str)>, verb: &str, data: Value) -> Value {
+    let mut a = app.card_action(verb, data);
+    if let Some((oid, mri, name)) = who {
+        a["from"] = json!({ "id": mri, "name": name, "aadObjectId": oid });
+    }
+    a
+}
+
+fn lead1() -> Option<(&'static str, &'static str, &'static str)> {
+    Some((LEAD1, "29:lead1", "Lead One"))
+}
+
+fn lead2() -> Option<(&'static str, &'static str, &'static str)> {
+    Some((LEAD2, "29:lead2", "Lead Two"))
+}
+
+async fn mails(app: &TestApp) -> Vec<Value> {
+    app.graph_requests()
+        .await
+        .into_iter()
+        .filter(|r| r.url.path().ends_with("/sendMail"))
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect()
+}
+
+async fn submit(app: &TestApp) -> i64 {
+    let engagement = app.store.active_engagement(CHANNEL).await.unwrap().unwrap();
+    let mut data = form();
+    data["engagementId"] = json!(engagement.id);
+    let response: Value = app
+        .post_activity(&click(app, None, "fta.submit", data))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(response["statusCode"], 200, "{response}");
+    app.run_pending_jobs().await;
+    let requests = app.store.fta_requests(&Default::default()).await.unwrap();
+    assert_eq!(requests.len(), 1);
+    requests[0].id
+}
+
+#[tokio::test]
+async fn the_life_of_a_request() {
+    let app = fta_app().await;
+    let form_card = cards_in(&app.say("fta request").await[0]).remove(0);
+    assert_valid_card(&form_card);
+    let engagement = app.store.active_engagement(CHANNEL).await.unwrap().unwrap();
+
+    // A refusal quotes the rule and keeps what was typed.
+    let mut low = form();
+    low["stage"] = json!("30");
+    low["engagementId"] = json!(engagement.id);
+    let refused: Value = app
+        .post_activity(&click(&app, None, "fta.submit", low))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let refused_text = refused["value"].to_string();
+    assert!(
+        refused_text.contains("at least 40% in the sales stage; this request says 30%"),
+        "{refused_text}"
+    );
+    assert!(
+        refused_text.contains("Signed an EA with Office 365 E5"),
+        "the form keeps the typed values"
+    );
+    assert!(
+        app.store
+            .fta_requests(&Default::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let id = submit(&app).await;
+    // The status card starts a new thread in the engagement's channel, shown to leads and requestor.
+    let threads: Vec<Value> = app
+        .connector_requests()
+        .await
+        .into_iter()
+        .filter(|r| r.method.as_str() == "POST" && r.url.path() == "/v3/conversations")
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect();
+    assert_eq!(threads.len(), 1);
+    assert_eq!(threads[0]["channelData"]["channel"]["id"], CHANNEL);
+    let status = cards_in(&threads[0]["activity"]).remove(0);
+    assert_valid_card(&status);
+    let user_ids: Vec<&str> = status["refresh"]["userIds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        user_ids.contains(&"29:lead1") && user_ids.contains(&"29:dana"),
+        "{user_ids:?}"
+    );
+    // The key output: the requestor is emailed that the request is complete; the leads are told.
+    let sent = mails(&app).await;
+    assert_eq!(sent.len(), 2, "{sent:#?}");
+    let to = |m: &Value| {
+        m["message"]["toRecipients"][0]["emailAddress"]["address"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert!(sent.iter().any(|m| {
+        to(m) == "dana@contoso.com"
+            && m["message"]["subject"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("#{id}"))
+    }));
+    assert!(
+        sent.iter()
+            .any(|m| m["message"]["toRecipients"].as_array().unwrap().len() == 2),
+        "both leads"
+    );
+    for m in &sent {
+        assert_graph_body("/users/{user-id}/sendMail", m);
+    }
+
+    // Dana is not a lead: her Assign changes nothing.
+    let not_lead: Value = app
+        .post_activity(&click(
+            &app,
+            None,
+            "fta.assign",
+            json!({ "requestId": id, "version": 1, "fta": "ada@contoso.com" }),
+        ))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        not_lead["value"]
+            .as_str()
+            .unwrap()
+            .contains("Only the FTA alignment or regional leads"),
+        "{not_lead}"
+    );
+
+    // A lead opens the card: it moves to in review and the lead sees the lead buttons.
+    let lead_view: Value = app
+        .post_activity(&click(
+            &app,
+            lead1(),
+            "fta.view",
+            json!({ "requestId": id }),
+        ))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_valid_card(&lead_view["value"]);
+    assert!(
+        lead_view["value"].to_string().contains("fta.assign"),
+        "lead buttons"
+    );
+    app.run_pending_jobs().await;
+    assert_eq!(
+        app.store.fta_request(id).await.unwrap().unwrap().status,
+        "in_review"
+    );
+
+    // Declining needs a reason.
+    let no_reason: Value = app
+        .post_activity(&click(
+            &app,
+            lead1(),
+            "fta.decline",
+            json!({ "requestId": id, "version": 2, "reason": "  " }),
+        ))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        no_reason["value"]
+            .as_str()
+            .unwrap()
+            .contains("reason is required"),
+        "{no_reason}"
+    );
+
+    // The lead assigns Ada: the card is updated in place for everyone, Dana is emailed, Ada joins the roster.
+    let assigned: Value = app
+        .post_activity(&click(
+            &app,
+            lead1(),
+            "fta.assign",
+            json!({ "requestId": id, "version": 2, "fta": "ada@contoso.com" }),
+        ))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(assigned["statusCode"], 200);
+    app.run_pending_jobs().await;
+    let request = app.store.fta_request(id).await.unwrap().unwrap();
+    assert_eq!(request.status, "assigned");
+    assert_eq!(
+        request
+            .history
+            .iter()
+            .map(|h| h.action.as_str())
+            .collect::<Vec<_>>(),
+        ["submit", "start_review", "assign"]
+    );
+    let puts: Vec<Value> = app
+        .connector_requests()
+        .await
+        .into_iter()
+        .filter(|r| {
+            r.method.as_str() == "PUT"
+                && r.url.path() == format!("/v3/conversations/{}/activities/555", encoded(THREAD))
+        })
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect();
+    assert!(!puts.is_empty(), "the status card is updated in place");
+    let last = cards_in(puts.last().unwrap()).remove(0);
+    assert_valid_card(&last);
+    assert!(last.to_string().contains("Assigned"), "{last}");
+    assert!(
+        last.get("refresh").is_none(),
+        "a closed request has no lead view any more"
+    );
+    let roster = app
+        .store
+        .active_engagement(CHANNEL)
+        .await
+        .unwrap()
+        .unwrap()
+        .roster;
+    assert!(
+        roster
+            .iter()
+            .any(|m| m.role == fieldbot::domain::roles::Role::Fta
+                && m.person.email.as_deref() == Some("ada@contoso.com"))
+    );
+
+    // One email per change: submitted, in review, assigned (and one to the leads).
+    let requestor_mails = mails(&app)
+        .await
+        .iter()
+        .filter(|m| to(m) == "dana@contoso.com")
+        .count();
+    assert_eq!(requestor_mails, 3);
+
+    // A stale click by the other lead changes nothing and says who did what.
+    let stale: Value = app
+        .post_activity(&click(
+            &app,
+            lead2(),
+            "fta.decline",
+            json!({ "requestId": id, "version": 2, "reason": "No capacity" }),
+        ))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let stale = stale["value"].as_str().unwrap();
+    assert!(
+        stale.contains("assigned") && stale.contains("Lead One"),
+        "{stale}"
+    );
+    app.run_pending_jobs().await;
+    assert_eq!(
+        app.store.fta_request(id).await.unwrap().unwrap().version,
+        request.version
+    );
+    assert_eq!(
+        mails(&app).await.len(),
+        4,
+        "no email for a click that changed nothing"
+    );
+    assert_all_sent_cards_valid(&app).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_leads_at_once_exactly_one_wins() {
+    let app = fta_app().await;
+    let id = submit(&app).await;
+    let assign = click(
+        &app,
+        lead1(),
+        "fta.assign",
+        json!({ "requestId": id, "version": 1, "fta": "ada@contoso.com" }),
+    );
+    let decline = click(
+        &app,
+        lead2(),
+        "fta.decline",
+        json!({ "requestId": id, "version": 1, "reason": "No capacity" }),
+    );
+    let (a, b) = tokio::join!(app.post_activity(&assign), app.post_activity(&decline));
+    assert_eq!(
+        (a.status(), b.status()),
+        (reqwest::StatusCode::OK, reqwest::StatusCode::OK)
+    );
+    let request = app.store.fta_request(id).await.unwrap().unwrap();
+    assert!(
+        matches!(request.status.as_str(), "assigned" | "declined"),
+        "{}",
+        request.status
+    );
+    assert_eq!(
+        request.history.len(),
+        2,
+        "one transition won: {:?}",
+        request.history
+    );
+}
+
+#[tokio::test]
+async fn the_requestor_withdraws_and_nobody_else_can() {
+    let app = fta_app().await;
+    let id = submit(&app).await;
+    let by_lead: Value = app
+        .post_activity(&click(
+            &app,
+            lead1(),
+            "fta.withdraw",
+            json!({ "requestId": id, "version": 1 }),
+        ))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        by_lead["value"].as_str().unwrap().contains("Only Dana Lee"),
+        "{by_lead}"
+    );
+    let withdrawn: Value = app
+        .post_activity(&click(
+            &app,
+            None,
+            "fta.withdraw",
+            json!({ "requestId": id, "version": 1 }),
+        ))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(withdrawn["statusCode"], 200);
+    assert_eq!(
+        app.store.fta_request(id).await.unwrap().unwrap().status,
+        "withdrawn"
+    );
+    let late: Value = app
+        .post_activity(&click(
+            &app,
+            lead1(),
+            "fta.assign",
+            json!({ "requestId": id, "version": 2, "fta": "ada@contoso.com" }),
+        ))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        late["value"].as_str().unwrap().contains("withdrawn"),
+        "{late}"
+    );
+}
+
+#[tokio::test]
+async fn inline_requests_and_lead_commands_in_chat() {
+    let app = fta_app().await;
+    let missing = text_of(&app.say("fta request tpid:12345").await[0]);
+    assert!(
+        missing.contains("tenant:") && missing.contains("Usage"),
+        "{missing}"
+    );
+    let rule = text_of(
+        &app.say("fta request tpid:12345 tenant:contoso.onmicrosoft.com partner:none users:500 type:migration stage:20 event:\"Committed to EMS\" segment:enterprise entitlements:m365")
+            .await[0],
+    );
+    assert!(rule.contains("this request says 20%"), "{rule}");
+    let ok = text_of(
+        &app.say("fta request tpid:12345 tenant:contoso.onmicrosoft.com partner:\"Fabrikam Partners\" users:500 type:migration stage:55 event:\"Committed to EMS\" segment:smc-c entitlements:ems")
+            .await[0],
+    );
+    assert!(ok.contains("filed"), "{ok}");
+    let id = app.store.fta_requests(&Default::default()).await.unwrap()[0].id;
+
+    let list = text_of(&app.say("fta").await[0]);
+    assert!(list.contains("Contoso Ltd"), "{list}");
+    let open = text_of(&app.say("fta list open").await[0]);
+    assert!(
+        open.contains(&format!("#{id}")) || open.contains(&id.to_string()),
+        "{open}"
+    );
+    let status = text_of(&app.say(&format!("fta status {id}")).await[0]);
+    assert!(status.contains("Committed to EMS"), "{status}");
+
+    // Dana is no lead: `fta decline` is refused.
+    let refused = text_of(
+        &app.say(&format!("fta decline {id} reason:\"not now\""))
+            .await[0],
+    );
+    assert!(
+        refused.contains("Only the FTA alignment or regional leads"),
+        "{refused}"
+    );
+    let mut decline = app.message(&format!(
+        "fta decline {id} reason:\"Out of FastTrack scope\""
+    ));
+    decline["from"] = json!({ "id": "29:lead1", "name": "Lead One", "aadObjectId": LEAD1 });
+    app.post_activity(&decline).await;
+    app.run_pending_jobs().await;
+    let request = app.store.fta_request(id).await.unwrap().unwrap();
+    assert_eq!(request.status, "declined");
+    assert_eq!(
+        request.decline_reason.as_deref(),
+        Some("Out of FastTrack scope")
+    );
+}
