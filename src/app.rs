@@ -74,6 +74,7 @@ impl Application {
                 )
             })?;
         let http_client = outbound_http_client()?;
+        let signin_http = http_client.clone();
         // Operators edit config/templates and config/agenda.toml without a rebuild; a broken template
         // fails the start, naming the file and line.
         let templates = Arc::new(
@@ -176,6 +177,13 @@ impl Application {
         let state = AppState {
             templates,
             leads,
+            signin: settings
+                .signin_settings()
+                .map(|s| crate::http::signin::SignIn::new(signin_http.clone(), s)),
+            dashboard: Arc::new(
+                crate::http::dashboard_page::DashboardPage::new()
+                    .context("cannot load the dashboard template")?,
+            ),
             allowed_tenants: Arc::new(settings.allowed_tenants()),
             allowed_service_hosts: Arc::new(settings.allowed_service_hosts()),
             settings: Arc::new(settings.clone()),

@@ -47,7 +47,24 @@ pub struct Settings {
     pub store: StoreSettings,
     pub jobs: JobSettings,
     pub fasttrack: FastTrackSettings,
+    pub signin: SignInConfig,
     pub telemetry: TelemetrySettings,
+}
+
+/// Entra ID sign-in for the dashboard and JSON API in production (OIDC authorization code with PKCE),
+/// using the bot's own app registration.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignInConfig {
+    /// Where people reach fieldbot, e.g. https://fieldbot.contoso.com; the redirect URI is this plus
+    /// /auth/callback. Empty: no sign-in, so production serves the dashboard and API to nobody.
+    pub public_base_url: String,
+    /// Signs the session cookies; at least 32 bytes, the same on every replica.
+    #[serde(serialize_with = "redact")]
+    pub session_key: SecretString,
+    pub session_hours: u64,
+    /// The Entra ID authority.
+    pub authority: String,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -308,6 +325,13 @@ impl Settings {
                 )));
             }
         }
+        if !self.signin.session_key.expose_secret().is_empty()
+            && self.signin.session_key.expose_secret().len() < 32
+        {
+            return Err(ConfigError::Invalid(
+                "signin.session_key must be at least 32 bytes".into(),
+            ));
+        }
         if self.server.max_body_bytes < 1024 {
             return Err(ConfigError::Invalid(
                 "server.max_body_bytes must be at least 1024".into(),
@@ -358,6 +382,29 @@ impl Settings {
         self.graph
             .token_url
             .replace("{tenant_id}", &self.bot.tenant_id)
+    }
+
+    /// The sign-in settings when production sign-in is configured.
+    pub fn signin_settings(&self) -> Option<crate::http::signin::SignInSettings> {
+        let base = self.signin.public_base_url.trim().trim_end_matches('/');
+        if self.is_local() || base.is_empty() || self.signin.session_key.expose_secret().is_empty()
+        {
+            return None;
+        }
+        let authority = self.signin.authority.trim_end_matches('/');
+        let tenant = &self.bot.tenant_id;
+        Some(crate::http::signin::SignInSettings {
+            client_id: self.bot.app_id.clone(),
+            client_secret: SecretString::from(self.bot.app_password.expose_secret().to_string()),
+            tenant_id: tenant.clone(),
+            authorize_url: format!("{authority}/{tenant}/oauth2/v2.0/authorize"),
+            token_url: format!("{authority}/{tenant}/oauth2/v2.0/token"),
+            jwks_url: format!("{authority}/{tenant}/discovery/v2.0/keys"),
+            issuer: format!("{authority}/{tenant}/v2.0"),
+            redirect_url: format!("{base}/auth/callback"),
+            session_key: SecretString::from(self.signin.session_key.expose_secret().to_string()),
+            session_hours: self.signin.session_hours.max(1),
+        })
     }
 
     /// The effective configuration as TOML with secrets redacted (`fieldbot print-config`).

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::header;
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -29,17 +29,9 @@ fn bad_query(rejection: QueryRejection) -> ApiError {
     ApiError::BadRequest(rejection.body_text())
 }
 
-/// Who may read operator data.
-fn authorize(state: &AppState, peer: SocketAddr) -> Result<(), ApiError> {
-    if state.settings.is_local() && peer.ip().is_loopback() {
-        Ok(())
-    } else if state.settings.is_local() {
-        Err(ApiError::Forbidden(
-            "local mode serves the API on loopback only",
-        ))
-    } else {
-        Err(ApiError::Unauthorized("operator sign-in required"))
-    }
+/// Who may read operator data: loopback in local mode, a signed-in user of the bot's tenant in production.
+fn authorize(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> Result<(), ApiError> {
+    super::dashboard::caller(state, peer, headers).map(|_| ())
 }
 
 #[derive(Deserialize)]
@@ -50,9 +42,10 @@ struct ListQuery {
 async fn list_engagements(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     q: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&state, peer)?;
+    authorize(&state, peer, &headers)?;
     let Query(q) = q.map_err(bad_query)?;
     let active = match q.status.as_deref() {
         None | Some("all") => None,
@@ -82,10 +75,11 @@ struct FormatQuery {
 async fn get_engagement(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Path(id): Path<String>,
     q: Result<Query<FormatQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    authorize(&state, peer)?;
+    authorize(&state, peer, &headers)?;
     let Query(q) = q.map_err(bad_query)?;
     let id: i64 = id
         .parse()
@@ -195,9 +189,10 @@ struct OutboxQuery {
 async fn outbox(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     q: Result<Query<OutboxQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&state, peer)?;
+    authorize(&state, peer, &headers)?;
     let Query(q) = q.map_err(bad_query)?;
     let calls = state
         .store

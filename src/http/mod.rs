@@ -2,10 +2,13 @@
 //! `router()` only merges them.
 
 mod api;
+mod dashboard;
+pub mod dashboard_page;
 mod error;
 mod health;
 mod messages;
 mod metrics;
+pub mod signin;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,6 +34,9 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub templates: Arc<crate::templates::Templates>,
     pub leads: crate::leads::LeadDirectory,
+    /// Entra ID sign-in for operator pages; None in local mode or when not configured.
+    pub signin: Option<signin::SignIn>,
+    pub dashboard: Arc<dashboard_page::DashboardPage>,
     pub store: Arc<dyn Store>,
     /// None in local mode.
     pub auth: Option<JwtValidator>,
@@ -62,6 +68,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(messages::router(&state.settings))
         .merge(api::router())
+        .merge(dashboard::router())
         .merge(health::router())
         .merge(metrics::router())
         .fallback(|| async { ApiError::NotFound })

@@ -3,6 +3,7 @@
 
 mod auth;
 mod commands;
+mod dashboard;
 mod engagement;
 mod fta;
 mod helpers;
