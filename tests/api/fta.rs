@@ -505,3 +505,115 @@ async fn inline_requests_and_lead_commands_in_chat() {
         Some("Out of FastTrack scope")
     );
 }
+
+#[tokio::test]
+async fn group_leads_and_the_leads_channel() {
+    const LEADS_CHANNEL: &str = "19:leads99@thread.tacv2";
+    const GROUP: &str = "22222222-bbbb-4000-8000-000000000000";
+    const GROUP_LEAD: &str = "33333333-cccc-4000-8000-000000000003";
+    let app = spawn_with(Options {
+        tweak: Some(Box::new(|s| {
+            s.fasttrack.lead_groups = vec![GROUP.into()];
+            s.fasttrack.leads_channel = LEADS_CHANNEL.into();
+            s.fasttrack.mail_sender = SENDER.into();
+        })),
+        ..Options::default()
+    })
+    .await;
+    Mock::given(method("POST"))
+        .and(path("/v3/conversations"))
+        .respond_with(
+            ResponseTemplate::new(201).set_body_json(json!({ "id": THREAD, "activityId": "555" })),
+        )
+        .mount(&app.connector)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!(
+            "/graph/users/{}/sendMail",
+            SENDER.replace('@', "%40")
+        )))
+        .respond_with(ResponseTemplate::new(202))
+        .mount(&app.identity)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("/graph/users/{DANA}")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({ "id": DANA, "displayName": "Dana Lee", "mail": "dana@contoso.com" }),
+        ))
+        .mount(&app.identity)
+        .await;
+    // Graph says who is in the leads group.
+    Mock::given(method("POST"))
+        .and(path(format!("/graph/users/{GROUP_LEAD}/checkMemberGroups")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "value": [GROUP] })))
+        .mount(&app.identity)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!("/graph/users/{DANA}/checkMemberGroups")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "value": [] })))
+        .mount(&app.identity)
+        .await;
+    // The bot is installed in the leads' team.
+    let mut install = app.message("");
+    install["type"] = json!("installationUpdate");
+    install["action"] = json!("add");
+    install["conversation"]["id"] = json!(LEADS_CHANNEL);
+    install["channelData"] =
+        json!({ "team": { "id": LEADS_CHANNEL, "name": "FTA leads" }, "tenant": { "id": TENANT } });
+    app.post_activity(&install).await;
+    app.say("engagement start \"Contoso Ltd\" motion:rfa").await;
+    let id = submit(&app).await;
+
+    let notices: Vec<Value> = app
+        .connector_requests()
+        .await
+        .into_iter()
+        .filter(|r| {
+            r.method.as_str() == "POST"
+                && r.url.path()
+                    == format!("/v3/conversations/{}/activities", encoded(LEADS_CHANNEL))
+        })
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect();
+    let notice = notices
+        .iter()
+        .map(text_of)
+        .find(|t| t.contains("fta.view"))
+        .expect("the leads channel is told");
+    assert!(notice.contains("Contoso Ltd"), "{notice}");
+    assert!(notice.contains(&format!("#{id}")), "{notice}");
+
+    let by_dana: Value = app
+        .post_activity(&click(
+            &app,
+            None,
+            "fta.decline",
+            json!({ "requestId": id, "version": 1, "reason": "no" }),
+        ))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        by_dana["value"]
+            .as_str()
+            .unwrap()
+            .contains("Only the FTA alignment or regional leads")
+    );
+    let by_group_lead: Value = app
+        .post_activity(&click(
+            &app,
+            Some((GROUP_LEAD, "29:glead", "Gail Lead")),
+            "fta.decline",
+            json!({ "requestId": id, "version": 1, "reason": "Below the seat threshold" }),
+        ))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(by_group_lead["statusCode"], 200);
+    assert_eq!(
+        app.store.fta_request(id).await.unwrap().unwrap().status,
+        "declined"
+    );
+}
