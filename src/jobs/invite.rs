@@ -330,20 +330,7 @@ pub async fn draft(
                 return nothing();
             }
         };
-        let message = Message {
-            subject: email.subject,
-            body: ItemBody::html(email.html),
-            to_recipients: engagement
-                .roster
-                .iter()
-                .filter_map(|m| {
-                    m.person
-                        .address()
-                        .map(|a| Recipient::new(a, Some(m.person.name.clone())))
-                })
-                .collect(),
-            cc_recipients: Vec::new(),
-        };
+        let message = to_roster(&engagement, email);
         match ctx.graph.create_draft(&mailbox, &message).await {
             Ok(created) => {
                 data.draft_id = Some(created.id);
@@ -643,20 +630,7 @@ pub async fn draft_followup(
             return nothing();
         }
     };
-    let message = Message {
-        subject: email.subject,
-        body: ItemBody::html(email.html),
-        to_recipients: engagement
-            .roster
-            .iter()
-            .filter_map(|m| {
-                m.person
-                    .address()
-                    .map(|a| Recipient::new(a, Some(m.person.name.clone())))
-            })
-            .collect(),
-        cc_recipients: Vec::new(),
-    };
+    let message = to_roster(&engagement, email);
     match ctx.graph.create_draft(&mailbox, &message).await {
         Ok(created) => EffectOutcome::Done {
             result: Some(serde_json::json!({ "draftId": created.id, "webLink": created.web_link })),
@@ -671,5 +645,23 @@ pub async fn draft_followup(
             nothing()
         }
         Err(e) => failed_graph(e, false),
+    }
+}
+
+/// An email to everyone on the roster who has an address.
+fn to_roster(engagement: &Engagement, email: crate::templates::RenderedEmail) -> Message {
+    Message {
+        subject: email.subject,
+        body: ItemBody::html(email.html),
+        to_recipients: engagement
+            .roster
+            .iter()
+            .filter_map(|m| {
+                m.person
+                    .address()
+                    .map(|a| Recipient::new(a, Some(m.person.name.clone())))
+            })
+            .collect(),
+        cc_recipients: Vec::new(),
     }
 }
