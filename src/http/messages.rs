@@ -145,6 +145,12 @@ async fn receive(
         }
     };
     let has_jobs = !outcome.jobs.is_empty() || !outcome.changes.is_empty();
+    tracing::info!(
+        changes = outcome.changes.len(),
+        jobs = outcome.jobs.len(),
+        invoke = outcome.invoke_response.is_some(),
+        "activity processed"
+    );
     match commit {
         Commit::Duplicate { response } => Ok(duplicate(response)),
         Commit::Applied => {

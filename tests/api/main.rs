@@ -10,6 +10,7 @@ mod helpers;
 mod install;
 mod invite;
 mod jobs;
+mod logs;
 mod operator_api;
 mod prep;
 mod store_contract;
