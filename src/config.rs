@@ -155,6 +155,9 @@ pub enum LogFormat {
 pub struct TelemetrySettings {
     pub filter: String,
     pub format: LogFormat,
+    /// OTLP/HTTP traces endpoint (e.g. http://otel-collector:4318/v1/traces); empty = no export.
+    #[serde(default)]
+    pub otlp_endpoint: String,
 }
 
 fn redact<S: Serializer>(secret: &SecretString, s: S) -> Result<S::Ok, S::Error> {

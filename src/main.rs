@@ -107,7 +107,7 @@ async fn outbox(settings: &Settings, limit: u32, bodies: bool) -> anyhow::Result
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
-    fieldbot::telemetry::init_tracing(&settings.telemetry, std::io::stdout)?;
+    let _telemetry = fieldbot::telemetry::init_tracing(&settings.telemetry, std::io::stdout)?;
     let app = Application::build(settings.clone()).await?;
     tracing::info!(
         addr = %app.local_addr(),

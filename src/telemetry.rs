@@ -4,22 +4,65 @@
 use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithExportConfig as _;
+use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, fmt};
 
 use crate::config::{LogFormat, TelemetrySettings};
 
+/// Flushes exported traces when dropped (at shutdown).
+pub struct TelemetryGuard {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        if let Some(provider) = self.provider.take()
+            && let Err(e) = provider.shutdown()
+        {
+            eprintln!("fieldbot: flushing traces failed: {e}");
+        }
+    }
+}
+
+/// A tracer provider exporting spans over OTLP/HTTP (protobuf) to `endpoint`, batched on its own thread.
+pub fn otlp_provider(endpoint: &str) -> anyhow::Result<SdkTracerProvider> {
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_endpoint(endpoint)
+        .build()
+        .map_err(|e| anyhow::anyhow!("telemetry.otlp_endpoint {endpoint:?}: {e}"))?;
+    Ok(SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(
+            opentelemetry_sdk::Resource::builder()
+                .with_service_name("fieldbot")
+                .build(),
+        )
+        .build())
+}
+
 /// Installs the global subscriber. `RUST_LOG` wins over the configured filter. Writes to `sink`, so tests
-/// can stay quiet.
-pub fn init_tracing<W>(settings: &TelemetrySettings, sink: W) -> anyhow::Result<()>
+/// can stay quiet. With `telemetry.otlp_endpoint` set, spans are exported over OTLP too; keep the guard
+/// alive until shutdown so the last spans are flushed.
+pub fn init_tracing<W>(settings: &TelemetrySettings, sink: W) -> anyhow::Result<TelemetryGuard>
 where
     W: for<'a> fmt::MakeWriter<'a> + Send + Sync + 'static,
 {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&settings.filter))
         .map_err(|e| anyhow::anyhow!("telemetry.filter {:?}: {e}", settings.filter))?;
-    let registry = tracing_subscriber::registry().with(filter);
+    let provider = match settings.otlp_endpoint.trim() {
+        "" => None,
+        endpoint => Some(otlp_provider(endpoint)?),
+    };
+    let otel = provider
+        .as_ref()
+        .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("fieldbot")));
+    let registry = tracing_subscriber::registry().with(filter).with(otel);
     let result = match settings.format {
         LogFormat::Json => registry
             .with(
@@ -32,7 +75,8 @@ where
             .try_init(),
         LogFormat::Pretty => registry.with(fmt::layer().with_writer(sink)).try_init(),
     };
-    result.map_err(|e| anyhow::anyhow!("tracing subscriber already installed: {e}"))
+    result.map_err(|e| anyhow::anyhow!("tracing subscriber already installed: {e}"))?;
+    Ok(TelemetryGuard { provider })
 }
 
 static METRICS: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
@@ -54,4 +98,48 @@ pub fn metrics_handle() -> Option<PrometheusHandle> {
             Some(handle)
         })
         .clone()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+    use super::*;
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    /// Spans reach an OTLP/HTTP collector as protobuf.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn spans_are_exported_over_otlp() {
+        let collector = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/v1/traces"))
+            .respond_with(ResponseTemplate::new(200))
+            .expect(1..)
+            .mount(&collector)
+            .await;
+        let endpoint = format!("{}/v1/traces", collector.uri());
+        let provider = tokio::task::spawn_blocking(move || {
+            let provider = otlp_provider(&endpoint).unwrap();
+            let subscriber = tracing_subscriber::registry()
+                .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("fieldbot")));
+            tracing::subscriber::with_default(subscriber, || {
+                let span = tracing::info_span!("activity", activity.id = "a1");
+                let _entered = span.enter();
+                tracing::info!("inside");
+            });
+            provider.force_flush().unwrap();
+            provider
+        })
+        .await
+        .unwrap();
+        let received = collector.received_requests().await.unwrap();
+        assert!(!received.is_empty(), "the collector got the spans");
+        assert_eq!(
+            received[0].headers.get("content-type").unwrap(),
+            "application/x-protobuf"
+        );
+        tokio::task::spawn_blocking(move || provider.shutdown().unwrap())
+            .await
+            .unwrap();
+    }
 }

@@ -501,8 +501,13 @@ fn init_test_logging() {
             let settings = fieldbot::config::TelemetrySettings {
                 filter: "debug".into(),
                 format: fieldbot::config::LogFormat::Pretty,
+                otlp_endpoint: String::new(),
             };
-            let _ = fieldbot::telemetry::init_tracing(&settings, std::io::stdout);
+            // Kept for the whole test run.
+            std::mem::forget(fieldbot::telemetry::init_tracing(
+                &settings,
+                std::io::stdout,
+            ));
         }
     });
 }
