@@ -17,6 +17,7 @@ pub mod cards;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod doctor;
 pub mod domain;
 pub mod graph;
 pub mod http;

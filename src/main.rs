@@ -25,6 +25,9 @@ enum Command {
     Migrate,
     /// Print the effective configuration (defaults < config/$FIELDBOT_ENV.toml < FIELDBOT__* env), secrets redacted.
     PrintConfig,
+    /// Check the configuration against reality (store, signing keys, credentials, Graph permissions) and
+    /// say what is wrong; exits 1 when something fails.
+    Doctor,
     /// List the Graph calls recorded instead of sent (graph.mode = "dry-run"), oldest first.
     Outbox {
         /// How many of the most recent calls to show.
@@ -69,6 +72,19 @@ async fn main() -> ExitCode {
             .map(|t| print!("{t}"))
             .map_err(Into::into),
         Command::Migrate => migrate(&settings).await,
+        Command::Doctor => {
+            let checks = fieldbot::doctor::run(&settings).await;
+            for check in &checks {
+                println!("{}", check.line());
+            }
+            if checks
+                .iter()
+                .any(|c| c.status == fieldbot::doctor::Status::Fail)
+            {
+                return ExitCode::FAILURE;
+            }
+            Ok(())
+        }
         Command::Outbox { limit, bodies } => outbox(&settings, limit, bodies).await,
         Command::Serve => serve(settings).await,
         Command::LocalConnector { .. } => Ok(()),

@@ -487,6 +487,33 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<Arc<dyn Store>, 
     }
 }
 
+/// How many migrations the database at `url` has applied, and how many this binary knows — without
+/// migrating (for `fieldbot doctor`).
+pub async fn schema_status(url: &str) -> Result<(i64, i64), StoreError> {
+    use sqlx::Connection;
+    const APPLIED: &str = "SELECT COUNT(*) FROM _sqlx_migrations WHERE success";
+    if url.starts_with("sqlite:") {
+        let known = sqlx::migrate!("./migrations/sqlite").migrations.len();
+        let options = <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(url)?
+            .create_if_missing(false)
+            .read_only(true);
+        let mut conn = sqlx::SqliteConnection::connect_with(&options).await?;
+        let applied: i64 = sqlx::query_scalar(APPLIED)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap_or(0);
+        Ok((applied, i64::try_from(known).unwrap_or(i64::MAX)))
+    } else {
+        let known = sqlx::migrate!("./migrations/postgres").migrations.len();
+        let mut conn = sqlx::PgConnection::connect(url).await?;
+        let applied: i64 = sqlx::query_scalar(APPLIED)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap_or(0);
+        Ok((applied, i64::try_from(known).unwrap_or(i64::MAX)))
+    }
+}
+
 /// A job row as both backends return it.
 #[derive(sqlx::FromRow)]
 struct JobRow {

@@ -4,6 +4,7 @@
 mod auth;
 mod commands;
 mod dashboard;
+mod doctor;
 mod engagement;
 mod fta;
 mod helpers;
