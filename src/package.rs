@@ -193,7 +193,10 @@ pub fn manifest_with(
 
 /// The Teams app id for a bot: stable across runs and machines, distinct per bot registration.
 pub fn derived_app_id(bot_app_id: &str) -> String {
-    let name = format!("fieldbot-teams-app:{}", bot_app_id.trim().to_ascii_lowercase());
+    let name = format!(
+        "fieldbot-teams-app:{}",
+        bot_app_id.trim().to_ascii_lowercase()
+    );
     uuid::Uuid::new_v5(&APP_ID_NAMESPACE, name.as_bytes()).to_string()
 }
 
@@ -234,7 +237,9 @@ static VALIDATOR: LazyLock<Result<jsonschema::Validator, String>> = LazyLock::ne
 /// three-part version, and the icon paths must be the files the zip holds.
 pub fn validate_manifest(manifest: &Value) -> Result<(), PackageError> {
     let validator = VALIDATOR.as_ref().map_err(|e| {
-        PackageError::Config(format!("the embedded Teams manifest schema does not load: {e}"))
+        PackageError::Config(format!(
+            "the embedded Teams manifest schema does not load: {e}"
+        ))
     })?;
     let mut problems: Vec<String> = validator
         .iter_errors(manifest)
@@ -262,7 +267,11 @@ pub fn validate_manifest(manifest: &Value) -> Result<(), PackageError> {
         )),
     }
     for (key, file) in [("color", COLOR_FILE), ("outline", OUTLINE_FILE)] {
-        if manifest.pointer(&format!("/icons/{key}")).and_then(Value::as_str) != Some(file) {
+        if manifest
+            .pointer(&format!("/icons/{key}"))
+            .and_then(Value::as_str)
+            != Some(file)
+        {
             problems.push(format!(
                 "/icons/{key}: must be {file}, the file the package contains"
             ));
@@ -494,7 +503,10 @@ mod tests {
         let m = manifest_with(&settings(BOT_ID, ""), &opts, &app).unwrap();
         let found = problems(validate_manifest(&m));
         for path in ["/name/short:", "/accentColor:", "/version:"] {
-            assert!(found.iter().any(|p| p.starts_with(path)), "{path} in {found:?}");
+            assert!(
+                found.iter().any(|p| p.starts_with(path)),
+                "{path} in {found:?}"
+            );
         }
         let text = PackageError::Invalid(found).to_string();
         assert!(text.starts_with("the Teams manifest is invalid:"), "{text}");
@@ -512,7 +524,10 @@ mod tests {
             ("11111111222233334444555555555555", "is not a GUID"),
         ] {
             let err = package(&settings(app_id, ""), &PackageOptions::new(&out)).unwrap_err();
-            assert!(matches!(err, PackageError::Config(_)), "{app_id:?}: {err:?}");
+            assert!(
+                matches!(err, PackageError::Config(_)),
+                "{app_id:?}: {err:?}"
+            );
             let text = err.to_string();
             assert!(text.contains(needle), "{app_id:?}: {text}");
             assert!(text.contains("bot"), "{text}");
@@ -572,7 +587,11 @@ mod tests {
         }
 
         package(&s, &opts).unwrap();
-        assert_eq!(std::fs::read(&out).unwrap(), bytes, "same inputs, same bytes");
+        assert_eq!(
+            std::fs::read(&out).unwrap(),
+            bytes,
+            "same inputs, same bytes"
+        );
     }
 
     fn decode(bytes: &[u8]) -> (png::OutputInfo, Vec<u8>) {
@@ -591,10 +610,7 @@ mod tests {
         let channels = info.color_type.samples();
         assert!(channels >= 3, "full colour, got {:?}", info.color_type);
         let accent = embedded_app().accent_color;
-        let corner = format!(
-            "#{:02X}{:02X}{:02X}",
-            pixels[0], pixels[1], pixels[2]
-        );
+        let corner = format!("#{:02X}{:02X}{:02X}", pixels[0], pixels[1], pixels[2]);
         assert!(
             corner.eq_ignore_ascii_case(&accent),
             "the background {corner} is accent_color {accent}: re-run manifest/icons.py after changing it"
@@ -605,7 +621,11 @@ mod tests {
     fn the_outline_icon_is_32_square_white_on_transparent() {
         let (info, pixels) = decode(OUTLINE_PNG);
         assert_eq!((info.width, info.height), (32, 32));
-        assert_eq!(info.color_type, png::ColorType::Rgba, "needs an alpha channel");
+        assert_eq!(
+            info.color_type,
+            png::ColorType::Rgba,
+            "needs an alpha channel"
+        );
         assert_eq!(info.bit_depth, png::BitDepth::Eight);
         let (mut transparent, mut opaque) = (0, 0);
         for (i, px) in pixels.chunks_exact(4).enumerate() {
@@ -617,7 +637,10 @@ mod tests {
             }
         }
         assert!(opaque > 100, "a visible glyph ({opaque} opaque pixels)");
-        assert!(transparent > 300, "a transparent background ({transparent})");
+        assert!(
+            transparent > 300,
+            "a transparent background ({transparent})"
+        );
         for corner in [0, 31, 32 * 31, 32 * 32 - 1] {
             assert_eq!(pixels[corner * 4 + 3], 0, "corner {corner} is transparent");
         }

@@ -156,6 +156,24 @@ impl EffectError {
         }
     }
 
+    /// The API said "too many requests" (429).
+    pub fn is_throttled(&self) -> bool {
+        matches!(
+            self,
+            EffectError::Connector(ConnectorError::Throttled { .. })
+                | EffectError::Graph(GraphError::Throttled { .. })
+        )
+    }
+
+    /// Which API failed, for metrics.
+    pub fn api(&self) -> &'static str {
+        match self {
+            EffectError::Connector(_) => "connector",
+            EffectError::Graph(_) => "graph",
+            EffectError::Store(_) => "store",
+        }
+    }
+
     /// A non-idempotent call that may have happened.
     pub fn is_unconfirmed(&self) -> bool {
         matches!(

@@ -191,6 +191,9 @@ impl Worker {
         conversation_id: Option<&str>,
     ) {
         let text = error.to_string();
+        if error.is_throttled() {
+            metrics::counter!("fieldbot_throttled_total", "api" => error.api()).increment(1);
+        }
         if let (
             EffectError::Connector(ConnectorError::NotInConversation { code, .. }),
             Some(conversation_id),

@@ -58,6 +58,14 @@ pub struct TestDb {
 }
 
 impl TestDb {
+    /// A handle on a database another `TestDb` owns (a second replica).
+    pub fn shared(url: &str) -> TestDb {
+        TestDb {
+            url: url.to_string(),
+            _dir: None,
+        }
+    }
+
     pub async fn new(backend: Backend) -> TestDb {
         match backend {
             Backend::Sqlite => {
@@ -108,6 +116,8 @@ pub struct Options {
     pub identity: Option<MockServer>,
     pub connector: Option<MockServer>,
     pub tweak: Option<SettingsTweak>,
+    /// Share one clock between applications (replicas), so a test can expire leases.
+    pub clock: Option<Clock>,
 }
 
 impl Default for Options {
@@ -120,6 +130,7 @@ impl Default for Options {
             identity: None,
             connector: None,
             tweak: None,
+            clock: None,
         }
     }
 }
@@ -173,7 +184,7 @@ pub async fn spawn_with(options: Options) -> TestApp {
     if let Some(tweak) = options.tweak {
         tweak(&mut settings);
     }
-    let clock = Clock::system();
+    let clock = options.clock.unwrap_or_default();
     let app = Application::build_with_clock(settings.clone(), clock.clone())
         .await
         .expect("application builds");

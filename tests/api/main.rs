@@ -14,5 +14,6 @@ mod jobs;
 mod logs;
 mod operator_api;
 mod prep;
+mod replicas;
 mod store_contract;
 mod webhook;
