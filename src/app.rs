@@ -147,6 +147,7 @@ impl Application {
                     leads: settings.fasttrack.leads.clone(),
                     leads_channel: settings.fasttrack.leads_channel.clone(),
                     mail_sender: settings.fasttrack.mail_sender.clone(),
+                    reminder_business_days: settings.fasttrack.fta_reminder_business_days,
                 },
                 scheduling: SchedulingSettings {
                     time_zone: settings.fasttrack.time_zone.clone(),

@@ -136,6 +136,9 @@ pub struct FastTrackSettings {
     pub leads_channel: String,
     /// The mailbox notification emails are sent from; empty = the engagement FM's mailbox.
     pub mail_sender: String,
+    /// An FTA request still unassigned after this many business days nudges the leads, and again every
+    /// this many days; 0 turns the nudge off.
+    pub fta_reminder_business_days: u32,
     /// IANA zone for proposed meeting times when the FM's mailbox does not say one.
     pub time_zone: String,
     /// Working hours (HH:MM, in that zone) inside which meetings are proposed.

@@ -126,6 +126,12 @@ pub enum Effect {
         id: i64,
         conversation_id: String,
     },
+    /// The `n`th nudge to the leads about a request still unassigned.
+    FtaReminder {
+        id: i64,
+        n: u32,
+        conversation_id: String,
+    },
 }
 
 /// An effect's failure, whichever API it came from.
@@ -234,6 +240,7 @@ impl Effect {
             Effect::UpdateFtaCard { .. } => "fta_update_card",
             Effect::EmailFta { .. } => "fta_email",
             Effect::NotifyLeads { .. } => "fta_notify_leads",
+            Effect::FtaReminder { .. } => "fta_reminder",
         }
     }
 
@@ -275,6 +282,8 @@ impl Effect {
             | Effect::NotifyLeads {
                 conversation_id, ..
             } => Some(format!("conv:{}", base_conversation(conversation_id))),
+            // A reminder waits for its time; it must not hold the conversation's other effects back.
+            Effect::FtaReminder { .. } => None,
         }
     }
 
@@ -311,6 +320,7 @@ impl Effect {
                 ..
             } => super::fta::email(ctx, *id, *audience, *version).await,
             Effect::NotifyLeads { id, .. } => super::fta::notify_leads(ctx, key, *id).await,
+            Effect::FtaReminder { id, n, .. } => super::fta::remind(ctx, *id, *n).await,
             Effect::ConnectorSend {
                 service_url,
                 conversation_id,

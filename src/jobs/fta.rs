@@ -18,6 +18,28 @@ pub struct FtaSettings {
     pub leads: Vec<String>,
     pub leads_channel: String,
     pub mail_sender: String,
+    /// Nudge the leads about an unassigned request after this many business days (0: never).
+    pub reminder_business_days: u32,
+}
+
+/// `from` plus `days` business days (Monday to Friday, counted in UTC).
+pub fn add_business_days(from: i64, days: u32) -> i64 {
+    const DAY: i64 = 86_400_000;
+    let mut at = from;
+    let mut left = days;
+    while left > 0 {
+        at += DAY;
+        let weekday = jiff::Timestamp::from_millisecond(at)
+            .map(|t| t.to_zoned_datetime(jiff::tz::TimeZone::UTC).weekday())
+            .unwrap_or(jiff::civil::Weekday::Monday);
+        if !matches!(
+            weekday,
+            jiff::civil::Weekday::Saturday | jiff::civil::Weekday::Sunday
+        ) {
+            left -= 1;
+        }
+    }
+    at
 }
 
 pub fn card_key(id: i64) -> String {
@@ -90,13 +112,68 @@ pub async fn filed(ctx: &EffectContext, key: &str, request_key: &str) -> EffectO
             "leads",
         ),
     ];
+    let mut jobs: Vec<NewJob> = effects
+        .iter()
+        .map(|(e, label)| follow_up(ctx, e, format!("{key}:{label}")))
+        .collect();
+    jobs.extend(reminder_job(ctx, &request, 1, request.created_at));
     EffectOutcome::Done {
         result: Some(serde_json::json!({ "requestId": id })),
         changes: Vec::new(),
-        jobs: effects
-            .iter()
-            .map(|(e, label)| follow_up(ctx, e, format!("{key}:{label}")))
-            .collect(),
+        jobs,
+    }
+}
+
+/// The `n`th nudge about an unassigned request, due N business days after `since`. Keyed by request and
+/// `n`, so each nudge happens once even with several replicas.
+fn reminder_job(
+    ctx: &EffectContext,
+    request: &FtaRequestRecord,
+    n: u32,
+    since: i64,
+) -> Option<NewJob> {
+    let days = ctx.fta.reminder_business_days;
+    if days == 0 {
+        return None;
+    }
+    let effect = Effect::FtaReminder {
+        id: request.id,
+        n,
+        conversation_id: request.conversation_id.clone(),
+    };
+    let mut job = follow_up(ctx, &effect, format!("fta:{}:reminder:{n}", request.id));
+    job.run_at = add_business_days(since, days);
+    Some(job)
+}
+
+/// A request still waiting for an FTA: the leads are nudged with its age, and the next nudge is planned.
+pub async fn remind(ctx: &EffectContext, id: i64, n: u32) -> EffectOutcome {
+    let request = match load(ctx, id).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return nothing(),
+        Err(f) => return f,
+    };
+    let waiting = matches!(request.status.as_str(), "submitted" | "in_review");
+    if !waiting {
+        return nothing();
+    }
+    let nudge = Effect::EmailFta {
+        id,
+        audience: Audience::Leads,
+        // Versions above any real one mark a reminder, so its email is keyed apart from the transitions'.
+        version: -i64::from(n),
+        conversation_id: request.conversation_id.clone(),
+    };
+    let mut jobs = vec![follow_up(
+        ctx,
+        &nudge,
+        format!("fta:{id}:reminder:{n}:mail"),
+    )];
+    jobs.extend(reminder_job(ctx, &request, n + 1, ctx.clock.now()));
+    EffectOutcome::Done {
+        result: Some(serde_json::json!({ "reminder": n })),
+        changes: Vec::new(),
+        jobs,
     }
 }
 
@@ -353,7 +430,14 @@ async fn address_of(ctx: &EffectContext, person: &Person) -> Result<Option<Strin
 
 fn email_context(request: &FtaRequestRecord, version: i64, audience: Audience) -> FtaEmailContext {
     let status = FtaStatus::parse(&request.status).unwrap_or(FtaStatus::Submitted);
+    let age_days = (now_ms() - request.created_at).max(0) / 86_400_000;
     let headline = match (audience, status) {
+        (Audience::Leads, _) if version < 0 => format!(
+            "Reminder: {}'s request for a FastTrack Architect for {} is still waiting for an FTA after {age_days} days ({}).",
+            request.requestor.name,
+            request.customer,
+            status.label()
+        ),
         (Audience::Leads, _) => format!(
             "{} filed a request for a FastTrack Architect for {}. Review it on its card in the account team channel.",
             request.requestor.name, request.customer
@@ -404,6 +488,10 @@ fn email_context(request: &FtaRequestRecord, version: i64, audience: Audience) -
             })
             .collect(),
     }
+}
+
+fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
 }
 
 /// "24 Nov 10:02 UTC".

@@ -617,3 +617,66 @@ async fn group_leads_and_the_leads_channel() {
         "declined"
     );
 }
+
+#[tokio::test]
+async fn an_unassigned_request_nudges_the_leads_when_due_and_again_every_n_days() {
+    let app = fta_app().await;
+    let id = submit(&app).await;
+    let created = app.store.fta_request(id).await.unwrap().unwrap().created_at;
+    let lead_mails = || async {
+        mails(&app)
+            .await
+            .iter()
+            .filter(|m| m["message"]["toRecipients"].as_array().unwrap().len() == 2)
+            .map(|m| {
+                m["message"]["body"]["content"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        lead_mails().await.len(),
+        1,
+        "the leads were told once on submit"
+    );
+    let due = fieldbot::jobs::fta::add_business_days(created, 2);
+
+    // Not before its time…
+    app.clock.advance(std::time::Duration::from_millis(
+        (due - app.clock.now() - 60_000).max(0) as u64,
+    ));
+    app.run_pending_jobs().await;
+    assert_eq!(lead_mails().await.len(), 1);
+    // …then once…
+    app.clock.advance(std::time::Duration::from_secs(120));
+    app.run_pending_jobs().await;
+    app.run_pending_jobs().await;
+    let sent = lead_mails().await;
+    assert_eq!(sent.len(), 2, "one nudge");
+    assert!(sent[1].contains("still waiting for an FTA"), "{}", sent[1]);
+    // …and again N business days later.
+    let next = fieldbot::jobs::fta::add_business_days(app.clock.now(), 2);
+    app.clock.advance(std::time::Duration::from_millis(
+        (next - app.clock.now() + 60_000) as u64,
+    ));
+    app.run_pending_jobs().await;
+    app.run_pending_jobs().await;
+    assert_eq!(lead_mails().await.len(), 3, "a second nudge");
+
+    // Once assigned, the nudges stop.
+    app.post_activity(&click(
+        &app,
+        lead1(),
+        "fta.assign",
+        json!({ "requestId": id, "version": 1, "fta": "ada@contoso.com" }),
+    ))
+    .await;
+    app.run_pending_jobs().await;
+    app.clock
+        .advance(std::time::Duration::from_secs(30 * 86_400));
+    app.run_pending_jobs().await;
+    app.run_pending_jobs().await;
+    assert_eq!(lead_mails().await.len(), 3, "no nudge after assignment");
+}
