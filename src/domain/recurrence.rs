@@ -494,3 +494,1074 @@ mod weekday_name {
         parse(&name).ok_or_else(|| serde::de::Error::custom(format!("unknown weekday `{name}`")))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+    use jiff::civil::{date, time};
+
+    use super::*;
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn d(s: &str) -> Date {
+        s.parse().unwrap()
+    }
+
+    /// A hand-built rhythm, as the store would load it.
+    fn r(
+        cadence: Cadence,
+        weekday: Weekday,
+        at: &str,
+        zone: &str,
+        starts_on: &str,
+        until: Option<&str>,
+    ) -> SyncRhythm {
+        SyncRhythm {
+            cadence,
+            weekday,
+            time: parse_time(at).unwrap(),
+            time_zone: zone.to_owned(),
+            duration_minutes: 30,
+            starts_on: d(starts_on),
+            until: until.map(d),
+        }
+    }
+
+    fn berlin_tue(cadence: Cadence, starts_on: &str, until: Option<&str>) -> SyncRhythm {
+        r(
+            cadence,
+            Weekday::Tuesday,
+            "15:00",
+            "Europe/Berlin",
+            starts_on,
+            until,
+        )
+    }
+
+    #[test]
+    fn next_after_table() {
+        use Cadence::{Biweekly, Weekly};
+        let weekly = berlin_tue(Weekly, "2027-01-05", None);
+        let biweekly = berlin_tue(Biweekly, "2027-01-05", None);
+        let ny = r(
+            Weekly,
+            Weekday::Tuesday,
+            "09:00",
+            "America/New_York",
+            "2027-03-02",
+            None,
+        );
+        // Israel springs forward on Friday 2027-03-26 at 02:00, so 02:30 does not exist that day.
+        let jerusalem = r(
+            Weekly,
+            Weekday::Friday,
+            "2:30",
+            "Asia/Jerusalem",
+            "2027-03-19",
+            None,
+        );
+        // Egypt falls back at the end of Thursday 2027-10-28, so 23:30 happens twice that night.
+        let cairo = r(
+            Weekly,
+            Weekday::Thursday,
+            "23:30",
+            "Africa/Cairo",
+            "2027-10-21",
+            None,
+        );
+        let cases: Vec<(&str, &SyncRhythm, &str, Option<&str>)> = vec![
+            (
+                "weekly: before the first sync",
+                &weekly,
+                "2026-12-01T00:00:00Z",
+                Some("2027-01-05T14:00:00Z"),
+            ),
+            (
+                "weekly: a minute before",
+                &weekly,
+                "2027-01-05T13:59:00Z",
+                Some("2027-01-05T14:00:00Z"),
+            ),
+            (
+                "weekly: strictly after",
+                &weekly,
+                "2027-01-05T14:00:00Z",
+                Some("2027-01-12T14:00:00Z"),
+            ),
+            (
+                "weekly: mid-week",
+                &weekly,
+                "2027-01-07T09:00:00Z",
+                Some("2027-01-12T14:00:00Z"),
+            ),
+            (
+                "berlin: last Tuesday in CET",
+                &weekly,
+                "2027-03-22T00:00:00Z",
+                Some("2027-03-23T14:00:00Z"),
+            ),
+            (
+                "berlin: after 2027-03-28 15:00 CEST is 13:00Z",
+                &weekly,
+                "2027-03-23T14:00:00Z",
+                Some("2027-03-30T13:00:00Z"),
+            ),
+            (
+                "berlin: last Tuesday in CEST",
+                &weekly,
+                "2027-10-25T00:00:00Z",
+                Some("2027-10-26T13:00:00Z"),
+            ),
+            (
+                "berlin: after 2027-10-31 15:00 CET is 14:00Z",
+                &weekly,
+                "2027-10-26T13:00:00Z",
+                Some("2027-11-02T14:00:00Z"),
+            ),
+            (
+                "new york: EST",
+                &ny,
+                "2027-03-08T00:00:00Z",
+                Some("2027-03-09T14:00:00Z"),
+            ),
+            (
+                "new york: after 2027-03-14 09:00 EDT is 13:00Z",
+                &ny,
+                "2027-03-09T14:00:00Z",
+                Some("2027-03-16T13:00:00Z"),
+            ),
+            (
+                "new york: last Tuesday in EDT",
+                &ny,
+                "2027-11-01T00:00:00Z",
+                Some("2027-11-02T13:00:00Z"),
+            ),
+            (
+                "new york: after 2027-11-07 09:00 EST is 14:00Z",
+                &ny,
+                "2027-11-02T13:00:00Z",
+                Some("2027-11-09T14:00:00Z"),
+            ),
+            (
+                "gap: 02:30 IST",
+                &jerusalem,
+                "2027-03-18T00:00:00Z",
+                Some("2027-03-19T00:30:00Z"),
+            ),
+            (
+                "gap: missing 02:30 resolves forward to 03:30 IDT",
+                &jerusalem,
+                "2027-03-19T00:30:00Z",
+                Some("2027-03-26T00:30:00Z"),
+            ),
+            (
+                "gap: 02:30 IDT the week after",
+                &jerusalem,
+                "2027-03-26T00:30:00Z",
+                Some("2027-04-01T23:30:00Z"),
+            ),
+            (
+                "fold: the first 23:30 (EEST)",
+                &cairo,
+                "2027-10-28T00:00:00Z",
+                Some("2027-10-28T20:30:00Z"),
+            ),
+            (
+                "fold: not the repeated 23:30",
+                &cairo,
+                "2027-10-28T20:30:00Z",
+                Some("2027-11-04T21:30:00Z"),
+            ),
+            (
+                "biweekly: the first",
+                &biweekly,
+                "2027-01-01T00:00:00Z",
+                Some("2027-01-05T14:00:00Z"),
+            ),
+            (
+                "biweekly: skips the off week",
+                &biweekly,
+                "2027-01-06T00:00:00Z",
+                Some("2027-01-19T14:00:00Z"),
+            ),
+            (
+                "biweekly: during the off week",
+                &biweekly,
+                "2027-01-12T20:00:00Z",
+                Some("2027-01-19T14:00:00Z"),
+            ),
+            (
+                "biweekly: after an on week",
+                &biweekly,
+                "2027-01-19T14:00:00Z",
+                Some("2027-02-02T14:00:00Z"),
+            ),
+            (
+                "biweekly: phase kept 21 weeks later",
+                &biweekly,
+                "2027-06-01T00:00:00Z",
+                Some("2027-06-08T13:00:00Z"),
+            ),
+            (
+                "biweekly: phase kept 22 weeks later",
+                &biweekly,
+                "2027-06-08T13:00:00Z",
+                Some("2027-06-22T13:00:00Z"),
+            ),
+        ];
+        for (name, rhythm, after, expected) in cases {
+            assert_eq!(rhythm.next_after(ts(after)), expected.map(ts), "{name}");
+        }
+    }
+
+    #[test]
+    fn monthly_next_after_table() {
+        use Cadence::Monthly;
+        // 2027-01-12 is the second Tuesday of January.
+        let second = berlin_tue(Monthly, "2027-01-12", None);
+        // 2027-03-30 is the fifth Tuesday of March.
+        let last = berlin_tue(Monthly, "2027-03-30", None);
+        // 2027-02-23 is both the fourth and the last Tuesday of February.
+        let fourth = berlin_tue(Monthly, "2027-02-23", None);
+        let cases: Vec<(&str, &SyncRhythm, &str, Option<&str>)> = vec![
+            (
+                "second: the first",
+                &second,
+                "2027-01-01T00:00:00Z",
+                Some("2027-01-12T14:00:00Z"),
+            ),
+            (
+                "second: February",
+                &second,
+                "2027-01-12T14:00:00Z",
+                Some("2027-02-09T14:00:00Z"),
+            ),
+            (
+                "second: earlier this month, so next month",
+                &second,
+                "2027-02-10T00:00:00Z",
+                Some("2027-03-09T14:00:00Z"),
+            ),
+            (
+                "second: after the DST change",
+                &second,
+                "2027-03-09T14:00:00Z",
+                Some("2027-04-13T13:00:00Z"),
+            ),
+            (
+                "last: a four-Tuesday month",
+                &last,
+                "2027-03-30T13:00:00Z",
+                Some("2027-04-27T13:00:00Z"),
+            ),
+            (
+                "last: a five-Tuesday month",
+                &last,
+                "2027-10-01T00:00:00Z",
+                Some("2027-10-26T13:00:00Z"),
+            ),
+            (
+                "last: into the next year",
+                &last,
+                "2027-12-29T00:00:00Z",
+                Some("2028-01-25T14:00:00Z"),
+            ),
+            (
+                "fourth stays fourth in a five-Tuesday month",
+                &fourth,
+                "2027-02-23T14:00:00Z",
+                Some("2027-03-23T14:00:00Z"),
+            ),
+        ];
+        for (name, rhythm, after, expected) in cases {
+            assert_eq!(rhythm.next_after(ts(after)), expected.map(ts), "{name}");
+        }
+    }
+
+    #[test]
+    fn until_is_inclusive() {
+        use Cadence::{Biweekly, Monthly, Weekly};
+        let cases: Vec<(&str, SyncRhythm, &str, Option<&str>)> = vec![
+            (
+                "the until day itself",
+                berlin_tue(Weekly, "2027-01-05", Some("2027-01-19")),
+                "2027-01-12T14:00:00Z",
+                Some("2027-01-19T14:00:00Z"),
+            ),
+            (
+                "nothing after the until day",
+                berlin_tue(Weekly, "2027-01-05", Some("2027-01-19")),
+                "2027-01-19T14:00:00Z",
+                None,
+            ),
+            (
+                "until the day before",
+                berlin_tue(Weekly, "2027-01-05", Some("2027-01-18")),
+                "2027-01-12T14:00:00Z",
+                None,
+            ),
+            (
+                "until after the last sync",
+                berlin_tue(Weekly, "2027-01-05", Some("2027-01-21")),
+                "2027-01-19T14:00:00Z",
+                None,
+            ),
+            (
+                "biweekly: until on an off week",
+                berlin_tue(Biweekly, "2027-01-05", Some("2027-01-12")),
+                "2027-01-05T14:00:00Z",
+                None,
+            ),
+            (
+                "monthly: until before the next one",
+                berlin_tue(Monthly, "2027-01-12", Some("2027-02-08")),
+                "2027-01-12T14:00:00Z",
+                None,
+            ),
+            (
+                "monthly: until on the next one",
+                berlin_tue(Monthly, "2027-01-12", Some("2027-02-09")),
+                "2027-01-12T14:00:00Z",
+                Some("2027-02-09T14:00:00Z"),
+            ),
+            (
+                "a series of one",
+                berlin_tue(Weekly, "2027-01-05", Some("2027-01-05")),
+                "2027-01-01T00:00:00Z",
+                Some("2027-01-05T14:00:00Z"),
+            ),
+        ];
+        for (name, rhythm, after, expected) in cases {
+            assert_eq!(rhythm.next_after(ts(after)), expected.map(ts), "{name}");
+        }
+    }
+
+    #[test]
+    fn first_on_or_after_table() {
+        use Cadence::{Biweekly, Monthly, Weekly};
+        let cases: Vec<(&str, SyncRhythm, &str, Option<&str>)> = vec![
+            (
+                "before the start",
+                berlin_tue(Weekly, "2027-01-05", None),
+                "2026-06-01",
+                Some("2027-01-05"),
+            ),
+            (
+                "on a sync day",
+                berlin_tue(Weekly, "2027-01-05", None),
+                "2027-01-12",
+                Some("2027-01-12"),
+            ),
+            (
+                "the day after",
+                berlin_tue(Weekly, "2027-01-05", None),
+                "2027-01-13",
+                Some("2027-01-19"),
+            ),
+            (
+                "biweekly off week",
+                berlin_tue(Biweekly, "2027-01-05", None),
+                "2027-01-12",
+                Some("2027-01-19"),
+            ),
+            (
+                "biweekly on week",
+                berlin_tue(Biweekly, "2027-01-05", None),
+                "2027-01-19",
+                Some("2027-01-19"),
+            ),
+            (
+                "biweekly across the year",
+                berlin_tue(Biweekly, "2027-12-21", None),
+                "2027-12-22",
+                Some("2028-01-04"),
+            ),
+            (
+                "monthly this month",
+                berlin_tue(Monthly, "2027-01-12", None),
+                "2027-05-01",
+                Some("2027-05-11"),
+            ),
+            (
+                "monthly next month",
+                berlin_tue(Monthly, "2027-01-12", None),
+                "2027-05-12",
+                Some("2027-06-08"),
+            ),
+            (
+                "past until",
+                berlin_tue(Weekly, "2027-01-05", Some("2027-02-01")),
+                "2027-01-27",
+                None,
+            ),
+            (
+                "starts_on not on the weekday moves to it",
+                berlin_tue(Weekly, "2027-01-06", None),
+                "2027-01-01",
+                Some("2027-01-12"),
+            ),
+        ];
+        for (name, rhythm, from, expected) in cases {
+            assert_eq!(rhythm.first_on_or_after(d(from)), expected.map(d), "{name}");
+        }
+    }
+
+    #[test]
+    fn week_index_table() {
+        let cases = [
+            ("2027-03-02", WeekIndex::First),
+            ("2027-03-07", WeekIndex::First),
+            ("2027-03-08", WeekIndex::Second),
+            ("2027-03-16", WeekIndex::Third),
+            ("2027-03-22", WeekIndex::Fourth),
+            ("2027-02-23", WeekIndex::Fourth),
+            ("2027-03-28", WeekIndex::Fourth),
+            ("2027-03-29", WeekIndex::Last),
+            ("2027-03-31", WeekIndex::Last),
+        ];
+        for (date, expected) in cases {
+            assert_eq!(WeekIndex::of(d(date)), expected, "{date}");
+        }
+    }
+
+    fn monday_morning() -> Timestamp {
+        // Monday 2027-01-04 09:00 in Berlin.
+        ts("2027-01-04T08:00:00Z")
+    }
+
+    type Args<'a> = (
+        &'a str,
+        &'a str,
+        &'a str,
+        Option<&'a str>,
+        Option<&'a str>,
+        Option<&'a str>,
+    );
+
+    fn build(args: Args<'_>, now: Timestamp) -> Result<SyncRhythm, RhythmError> {
+        let (cadence, weekday, at, tz, duration, until) = args;
+        rhythm(
+            cadence,
+            weekday,
+            at,
+            tz,
+            duration,
+            until,
+            "Europe/Berlin",
+            now,
+        )
+    }
+
+    #[test]
+    fn rhythm_builds_with_defaults() {
+        let got = build(
+            ("biweekly", "tue", "15:00", None, None, None),
+            monday_morning(),
+        )
+        .unwrap();
+        assert_eq!(
+            got,
+            SyncRhythm {
+                cadence: Cadence::Biweekly,
+                weekday: Weekday::Tuesday,
+                time: time(15, 0, 0, 0),
+                time_zone: "Europe/Berlin".to_owned(),
+                duration_minutes: 30,
+                starts_on: date(2027, 1, 5),
+                until: None,
+            }
+        );
+    }
+
+    #[test]
+    fn rhythm_table() {
+        let now = monday_morning();
+        // (name, args, now, expected starts_on, expected zone, duration, until)
+        let cases: Vec<(&str, Args<'_>, Timestamp, &str, &str, u32, Option<&str>)> = vec![
+            (
+                "all options",
+                (
+                    "biweekly",
+                    "tue",
+                    "15:00",
+                    Some("Europe/Berlin"),
+                    Some("30"),
+                    Some("2027-06-30"),
+                ),
+                now,
+                "2027-01-05",
+                "Europe/Berlin",
+                30,
+                Some("2027-06-30"),
+            ),
+            (
+                "case-insensitive words",
+                (
+                    "WEEKLY",
+                    "Tuesday",
+                    "9:05",
+                    Some("america/new_york"),
+                    Some("45min"),
+                    None,
+                ),
+                now,
+                "2027-01-05",
+                "America/New_York",
+                45,
+                None,
+            ),
+            (
+                "today, time still ahead",
+                ("weekly", "mon", "10:00", None, None, None),
+                now,
+                "2027-01-04",
+                "Europe/Berlin",
+                30,
+                None,
+            ),
+            (
+                "today, time just passed",
+                ("weekly", "mon", "09:00", None, None, None),
+                now,
+                "2027-01-11",
+                "Europe/Berlin",
+                30,
+                None,
+            ),
+            (
+                "today, time passed earlier",
+                ("monthly", "monday", "08:59", None, None, None),
+                now,
+                "2027-01-11",
+                "Europe/Berlin",
+                30,
+                None,
+            ),
+            (
+                "today is judged in the rhythm's zone",
+                (
+                    "weekly",
+                    "mon",
+                    "09:00",
+                    Some("America/New_York"),
+                    None,
+                    None,
+                ),
+                now,
+                "2027-01-04",
+                "America/New_York",
+                30,
+                None,
+            ),
+            (
+                "late evening UTC is the next day in Tokyo",
+                ("weekly", "tue", "04:00", Some("Asia/Tokyo"), None, None),
+                ts("2027-01-04T20:00:00Z"),
+                "2027-01-12",
+                "Asia/Tokyo",
+                30,
+                None,
+            ),
+            (
+                "until on the first sync",
+                ("weekly", "fri", "15:00", None, None, Some("2027-01-08")),
+                now,
+                "2027-01-08",
+                "Europe/Berlin",
+                30,
+                Some("2027-01-08"),
+            ),
+            (
+                "bounds of duration",
+                ("weekly", "fri", "15:00", None, Some("15"), None),
+                now,
+                "2027-01-08",
+                "Europe/Berlin",
+                15,
+                None,
+            ),
+            (
+                "bounds of duration",
+                ("weekly", "fri", "15:00", None, Some("240"), None),
+                now,
+                "2027-01-08",
+                "Europe/Berlin",
+                240,
+                None,
+            ),
+            (
+                "midnight",
+                ("weekly", "wed", "00:00", None, None, None),
+                now,
+                "2027-01-06",
+                "Europe/Berlin",
+                30,
+                None,
+            ),
+            (
+                "last minute",
+                ("weekly", "wed", "23:59", None, None, None),
+                now,
+                "2027-01-06",
+                "Europe/Berlin",
+                30,
+                None,
+            ),
+        ];
+        for (name, args, now, starts_on, zone, duration, until) in cases {
+            let got = build(args, now).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(got.starts_on, d(starts_on), "{name}");
+            assert_eq!(got.time_zone, zone, "{name}");
+            assert_eq!(got.duration_minutes, duration, "{name}");
+            assert_eq!(got.until, until.map(d), "{name}");
+        }
+    }
+
+    #[test]
+    fn rhythm_errors() {
+        let now = monday_morning();
+        let e = |s: &str| s.to_owned();
+        let cases: Vec<(Args<'_>, RhythmError)> = vec![
+            (
+                ("daily", "tue", "15:00", None, None, None),
+                RhythmError::UnknownCadence(e("daily")),
+            ),
+            (
+                ("fortnightly", "tue", "15:00", None, None, None),
+                RhythmError::UnknownCadence(e("fortnightly")),
+            ),
+            (
+                ("weekly", "sat", "15:00", None, None, None),
+                RhythmError::NotAWeekday(e("sat")),
+            ),
+            (
+                ("weekly", "Sunday", "15:00", None, None, None),
+                RhythmError::NotAWeekday(e("Sunday")),
+            ),
+            (
+                ("weekly", "blursday", "15:00", None, None, None),
+                RhythmError::NotAWeekday(e("blursday")),
+            ),
+            (
+                ("weekly", "15:00", "tue", None, None, None),
+                RhythmError::NotAWeekday(e("15:00")),
+            ),
+            (
+                ("weekly", "tue", "25:00", None, None, None),
+                RhythmError::BadTime(e("25:00")),
+            ),
+            (
+                ("weekly", "tue", "24:00", None, None, None),
+                RhythmError::BadTime(e("24:00")),
+            ),
+            (
+                ("weekly", "tue", "9:7", None, None, None),
+                RhythmError::BadTime(e("9:7")),
+            ),
+            (
+                ("weekly", "tue", "09:60", None, None, None),
+                RhythmError::BadTime(e("09:60")),
+            ),
+            (
+                ("weekly", "tue", "noon", None, None, None),
+                RhythmError::BadTime(e("noon")),
+            ),
+            (
+                ("weekly", "tue", "15:00:00", None, None, None),
+                RhythmError::BadTime(e("15:00:00")),
+            ),
+            (
+                ("weekly", "tue", "3:00pm", None, None, None),
+                RhythmError::BadTime(e("3:00pm")),
+            ),
+            (
+                ("weekly", "tue", "+1:00", None, None, None),
+                RhythmError::BadTime(e("+1:00")),
+            ),
+            (
+                ("weekly", "tue", "1500", None, None, None),
+                RhythmError::BadTime(e("1500")),
+            ),
+            (
+                ("weekly", "tue", "15:00", Some("Mars/Olympus"), None, None),
+                RhythmError::UnknownTimeZone(e("Mars/Olympus")),
+            ),
+            (
+                ("weekly", "tue", "15:00", Some("+02:00"), None, None),
+                RhythmError::UnknownTimeZone(e("+02:00")),
+            ),
+            (
+                ("weekly", "tue", "15:00", None, Some("5"), None),
+                RhythmError::BadDuration(e("5")),
+            ),
+            (
+                ("weekly", "tue", "15:00", None, Some("241"), None),
+                RhythmError::BadDuration(e("241")),
+            ),
+            (
+                ("weekly", "tue", "15:00", None, Some("half an hour"), None),
+                RhythmError::BadDuration(e("half an hour")),
+            ),
+            (
+                ("weekly", "tue", "15:00", None, Some("-30"), None),
+                RhythmError::BadDuration(e("-30")),
+            ),
+            (
+                ("weekly", "tue", "15:00", None, None, Some("2027-02-30")),
+                RhythmError::BadDate(e("2027-02-30")),
+            ),
+            (
+                ("weekly", "tue", "15:00", None, None, Some("30/06/2027")),
+                RhythmError::BadDate(e("30/06/2027")),
+            ),
+            (
+                ("weekly", "tue", "15:00", None, None, Some("20270630")),
+                RhythmError::BadDate(e("20270630")),
+            ),
+            (
+                ("weekly", "tue", "15:00", None, None, Some("2027-6-30")),
+                RhythmError::BadDate(e("2027-6-30")),
+            ),
+            (
+                ("weekly", "tue", "15:00", None, None, Some("2027-06-30-01")),
+                RhythmError::BadDate(e("2027-06-30-01")),
+            ),
+            (
+                (
+                    "weekly",
+                    "tue",
+                    "15:00",
+                    None,
+                    None,
+                    Some("2027-06-30T00:00"),
+                ),
+                RhythmError::BadDate(e("2027-06-30T00:00")),
+            ),
+            (
+                ("weekly", "tue", "15:00", None, None, Some("2026-12-31")),
+                RhythmError::UntilInPast {
+                    until: e("2026-12-31"),
+                    today: e("2027-01-04"),
+                },
+            ),
+            (
+                ("weekly", "tue", "15:00", None, None, Some("2027-01-04")),
+                RhythmError::UntilBeforeFirst {
+                    until: e("2027-01-04"),
+                    first: e("2027-01-05"),
+                },
+            ),
+            (
+                ("weekly", "mon", "08:00", None, None, Some("2027-01-04")),
+                RhythmError::UntilBeforeFirst {
+                    until: e("2027-01-04"),
+                    first: e("2027-01-11"),
+                },
+            ),
+        ];
+        for (args, expected) in cases {
+            assert_eq!(build(args, now), Err(expected), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn an_invalid_default_zone_is_reported() {
+        let got = rhythm(
+            "weekly",
+            "tue",
+            "15:00",
+            None,
+            None,
+            None,
+            "Nowhere/Land",
+            monday_morning(),
+        );
+        assert_eq!(
+            got,
+            Err(RhythmError::UnknownTimeZone("Nowhere/Land".to_owned()))
+        );
+    }
+
+    #[test]
+    fn error_messages_name_the_rule() {
+        assert_eq!(
+            RhythmError::NotAWeekday("sat".to_owned()).to_string(),
+            "`sat` is not a weekday: syncs run Monday to Friday (mon, tue, wed, thu or fri)"
+        );
+        assert_eq!(
+            RhythmError::BadDuration("5".to_owned()).to_string(),
+            "`5` is not a sync length: use whole minutes from 15 to 240, such as 30"
+        );
+        assert_eq!(
+            RhythmError::UntilInPast {
+                until: "2026-12-31".to_owned(),
+                today: "2027-01-04".to_owned()
+            }
+            .to_string(),
+            "until:2026-12-31 is in the past (today is 2027-01-04)"
+        );
+    }
+
+    #[test]
+    fn patterned_recurrence_exact_json() {
+        use Cadence::{Biweekly, Monthly, Weekly};
+        let cases: Vec<(&str, SyncRhythm, Value)> = vec![
+            (
+                "weekly, no end",
+                berlin_tue(Weekly, "2027-01-05", None),
+                json!({
+                    "pattern": { "type": "weekly", "interval": 1, "daysOfWeek": ["tuesday"], "firstDayOfWeek": "monday" },
+                    "range": { "type": "noEnd", "startDate": "2027-01-05", "recurrenceTimeZone": "Europe/Berlin" }
+                }),
+            ),
+            (
+                "weekly, until",
+                berlin_tue(Weekly, "2027-01-05", Some("2027-06-29")),
+                json!({
+                    "pattern": { "type": "weekly", "interval": 1, "daysOfWeek": ["tuesday"], "firstDayOfWeek": "monday" },
+                    "range": { "type": "endDate", "startDate": "2027-01-05", "endDate": "2027-06-29", "recurrenceTimeZone": "Europe/Berlin" }
+                }),
+            ),
+            (
+                "biweekly, no end",
+                r(
+                    Biweekly,
+                    Weekday::Friday,
+                    "09:30",
+                    "America/New_York",
+                    "2027-01-08",
+                    None,
+                ),
+                json!({
+                    "pattern": { "type": "weekly", "interval": 2, "daysOfWeek": ["friday"], "firstDayOfWeek": "monday" },
+                    "range": { "type": "noEnd", "startDate": "2027-01-08", "recurrenceTimeZone": "America/New_York" }
+                }),
+            ),
+            (
+                "biweekly, until",
+                berlin_tue(Biweekly, "2027-01-05", Some("2027-06-30")),
+                json!({
+                    "pattern": { "type": "weekly", "interval": 2, "daysOfWeek": ["tuesday"], "firstDayOfWeek": "monday" },
+                    "range": { "type": "endDate", "startDate": "2027-01-05", "endDate": "2027-06-30", "recurrenceTimeZone": "Europe/Berlin" }
+                }),
+            ),
+            (
+                "monthly second Tuesday, no end",
+                berlin_tue(Monthly, "2027-01-12", None),
+                json!({
+                    "pattern": { "type": "relativeMonthly", "interval": 1, "daysOfWeek": ["tuesday"], "index": "second" },
+                    "range": { "type": "noEnd", "startDate": "2027-01-12", "recurrenceTimeZone": "Europe/Berlin" }
+                }),
+            ),
+            (
+                "monthly last Tuesday, until",
+                berlin_tue(Monthly, "2027-03-30", Some("2027-12-31")),
+                json!({
+                    "pattern": { "type": "relativeMonthly", "interval": 1, "daysOfWeek": ["tuesday"], "index": "last" },
+                    "range": { "type": "endDate", "startDate": "2027-03-30", "endDate": "2027-12-31", "recurrenceTimeZone": "Europe/Berlin" }
+                }),
+            ),
+        ];
+        for (name, rhythm, expected) in cases {
+            let got = rhythm.patterned_recurrence();
+            assert_eq!(got, expected, "{name}");
+            assert_valid_recurrence(&got).unwrap_or_else(|errors| panic!("{name}: {errors:#?}"));
+        }
+    }
+
+    #[test]
+    fn the_schema_check_catches_mistakes() {
+        let bad = [
+            json!({ "pattern": { "type": "weekly", "interval": 1, "daysOfWeek": ["Tuesday"] } }),
+            json!({ "pattern": { "type": "monthly", "interval": 1 } }),
+            json!({ "pattern": { "type": "weekly", "interval": "2" } }),
+            json!({ "pattern": { "type": "weekly", "dayOfWeek": ["tuesday"] } }),
+            json!({ "range": { "type": "endDate", "startDate": "2027-1-5" } }),
+            json!({ "range": { "type": "noEnd", "startDate": "2027-01-05", "timeZone": "UTC" } }),
+            json!({ "recurrence": {} }),
+        ];
+        for body in bad {
+            assert!(assert_valid_recurrence(&body).is_err(), "{body}");
+        }
+    }
+
+    /// Validates against `microsoft.graph.patternedRecurrence` of the Graph OpenAPI subset, with every
+    /// component closed (as `tests/api/helpers.rs` does) so a misspelt property fails too.
+    fn assert_valid_recurrence(body: &Value) -> Result<(), Vec<String>> {
+        let doc: Value = serde_json::from_str(include_str!(
+            "../../tests/schemas/graph-openapi-subset.json"
+        ))
+        .unwrap();
+        let mut components = doc["components"].clone();
+        for component in components["schemas"].as_object_mut().unwrap().values_mut() {
+            if component.get("properties").is_some() {
+                component["additionalProperties"] = json!(false);
+            }
+        }
+        let root = json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "$ref": "#/components/schemas/microsoft.graph.patternedRecurrence",
+            "components": components,
+        });
+        let validator = jsonschema::draft202012::new(&root).unwrap();
+        let errors: Vec<String> = validator
+            .iter_errors(body)
+            .map(|e| format!("{e} at {}", e.instance_path()))
+            .collect();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+
+    #[test]
+    fn first_event_times_table() {
+        use Cadence::{Monthly, Weekly};
+        let pair = |a: &str, b: &str| (a.to_owned(), b.to_owned());
+        let mut long = berlin_tue(Weekly, "2027-01-05", None);
+        long.duration_minutes = 90;
+        let cases: Vec<(&str, SyncRhythm, ((String, String), (String, String)))> = vec![
+            (
+                "weekly",
+                berlin_tue(Weekly, "2027-01-05", None),
+                (
+                    pair("2027-01-05T15:00:00", "Europe/Berlin"),
+                    pair("2027-01-05T15:30:00", "Europe/Berlin"),
+                ),
+            ),
+            (
+                "duration",
+                long,
+                (
+                    pair("2027-01-05T15:00:00", "Europe/Berlin"),
+                    pair("2027-01-05T16:30:00", "Europe/Berlin"),
+                ),
+            ),
+            (
+                "monthly",
+                berlin_tue(Monthly, "2027-03-30", None),
+                (
+                    pair("2027-03-30T15:00:00", "Europe/Berlin"),
+                    pair("2027-03-30T15:30:00", "Europe/Berlin"),
+                ),
+            ),
+            (
+                "ends after midnight",
+                r(
+                    Weekly,
+                    Weekday::Thursday,
+                    "23:45",
+                    "Africa/Cairo",
+                    "2027-10-21",
+                    None,
+                ),
+                (
+                    pair("2027-10-21T23:45:00", "Africa/Cairo"),
+                    pair("2027-10-22T00:15:00", "Africa/Cairo"),
+                ),
+            ),
+            (
+                "a start in a DST gap stays the nominal wall time",
+                r(
+                    Weekly,
+                    Weekday::Friday,
+                    "02:30",
+                    "Asia/Jerusalem",
+                    "2027-03-26",
+                    None,
+                ),
+                (
+                    pair("2027-03-26T02:30:00", "Asia/Jerusalem"),
+                    pair("2027-03-26T03:00:00", "Asia/Jerusalem"),
+                ),
+            ),
+        ];
+        for (name, rhythm, expected) in cases {
+            assert_eq!(rhythm.first_event_times(), expected, "{name}");
+            let (start, _) = rhythm.first_event_times();
+            let range_start = rhythm.patterned_recurrence()["range"]["startDate"].clone();
+            assert_eq!(
+                Some(&start.0[..10]),
+                range_start.as_str(),
+                "{name}: startDate must be the date of start"
+            );
+        }
+    }
+
+    #[test]
+    fn describe_table() {
+        use Cadence::{Biweekly, Monthly, Weekly};
+        let cases = [
+            (
+                berlin_tue(Biweekly, "2027-01-05", Some("2027-06-30")),
+                "Every 2 weeks on Tuesday at 15:00 (Europe/Berlin), 30 min, until 30 Jun 2027",
+            ),
+            (
+                r(
+                    Weekly,
+                    Weekday::Monday,
+                    "9:05",
+                    "America/New_York",
+                    "2027-01-04",
+                    None,
+                ),
+                "Every week on Monday at 09:05 (America/New_York), 30 min",
+            ),
+            (
+                berlin_tue(Monthly, "2027-01-12", None),
+                "Every month on the second Tuesday at 15:00 (Europe/Berlin), 30 min",
+            ),
+            (
+                berlin_tue(Monthly, "2027-03-30", Some("2028-01-01")),
+                "Every month on the last Tuesday at 15:00 (Europe/Berlin), 30 min, until 1 Jan 2028",
+            ),
+        ];
+        for (rhythm, expected) in cases {
+            assert_eq!(rhythm.describe(), expected);
+        }
+    }
+
+    #[test]
+    fn stored_as_json_and_read_back() {
+        let rhythm = berlin_tue(Cadence::Biweekly, "2027-01-05", Some("2027-06-30"));
+        let stored = serde_json::to_value(&rhythm).unwrap();
+        assert_eq!(
+            stored,
+            json!({
+                "cadence": "biweekly",
+                "weekday": "tuesday",
+                "time": "15:00:00",
+                "time_zone": "Europe/Berlin",
+                "duration_minutes": 30,
+                "starts_on": "2027-01-05",
+                "until": "2027-06-30",
+            })
+        );
+        assert_eq!(
+            serde_json::from_value::<SyncRhythm>(stored).unwrap(),
+            rhythm
+        );
+        let bad = json!({
+            "cadence": "daily", "weekday": "tuesday", "time": "15:00:00", "time_zone": "UTC",
+            "duration_minutes": 30, "starts_on": "2027-01-05", "until": null,
+        });
+        assert!(serde_json::from_value::<SyncRhythm>(bad).is_err());
+    }
+
+    #[test]
+    fn cadence_parse_and_label_round_trip() {
+        for cadence in [Cadence::Weekly, Cadence::Biweekly, Cadence::Monthly] {
+            assert_eq!(Cadence::parse(cadence.label()), Some(cadence));
+            assert_eq!(
+                Cadence::parse(&cadence.label().to_uppercase()),
+                Some(cadence)
+            );
+        }
+        assert_eq!(Cadence::parse("daily"), None);
+    }
+}

@@ -126,6 +126,11 @@ pub enum Effect {
         id: i64,
         conversation_id: String,
     },
+    /// The day before the intro meeting: the prep checklist in the engagement's channel.
+    PrepReminder {
+        engagement_id: i64,
+        invite_id: i64,
+    },
     /// The `n`th nudge to the leads about a request still unassigned.
     FtaReminder {
         id: i64,
@@ -241,6 +246,7 @@ impl Effect {
             Effect::EmailFta { .. } => "fta_email",
             Effect::NotifyLeads { .. } => "fta_notify_leads",
             Effect::FtaReminder { .. } => "fta_reminder",
+            Effect::PrepReminder { .. } => "prep_reminder",
         }
     }
 
@@ -283,7 +289,7 @@ impl Effect {
                 conversation_id, ..
             } => Some(format!("conv:{}", base_conversation(conversation_id))),
             // A reminder waits for its time; it must not hold the conversation's other effects back.
-            Effect::FtaReminder { .. } => None,
+            Effect::FtaReminder { .. } | Effect::PrepReminder { .. } => None,
         }
     }
 
@@ -321,6 +327,10 @@ impl Effect {
             } => super::fta::email(ctx, *id, *audience, *version).await,
             Effect::NotifyLeads { id, .. } => super::fta::notify_leads(ctx, key, *id).await,
             Effect::FtaReminder { id, n, .. } => super::fta::remind(ctx, *id, *n).await,
+            Effect::PrepReminder {
+                engagement_id,
+                invite_id,
+            } => super::invite::prep_reminder(ctx, key, *engagement_id, *invite_id).await,
             Effect::ConnectorSend {
                 service_url,
                 conversation_id,

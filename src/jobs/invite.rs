@@ -456,13 +456,86 @@ pub async fn create_event(
     record.state = "sent".into();
     record.data = data.to_value();
     let card = invite_card(&engagement, &record, ctx);
+    let mut jobs = post_or_update(ctx, key, &record, card, data.reply.as_ref()).await;
+    // The day before the meeting, the FM gets the prep checklist (a durable, scheduled job).
+    let day_before = slot.start.as_millisecond() - 86_400_000;
+    if day_before > ctx.clock.now() {
+        let reminder = Effect::PrepReminder {
+            engagement_id,
+            invite_id,
+        };
+        let mut job = super::job(
+            &reminder,
+            format!("invite:{invite_id}:prep-reminder"),
+            ctx.clock.now(),
+            ctx.max_attempts,
+        );
+        job.run_at = day_before;
+        jobs.push(job);
+    }
     EffectOutcome::Done {
         result: Some(serde_json::json!({ "eventId": created.id })),
-        jobs: post_or_update(ctx, key, &record, card, data.reply.as_ref()).await,
+        jobs,
         changes: vec![Change::SaveInvite {
             invite: record,
             expected_version: Some(invite.version),
         }],
+    }
+}
+
+/// The day before the intro meeting: the prep checklist, in the engagement's channel, for the FM.
+pub async fn prep_reminder(
+    ctx: &EffectContext,
+    key: &str,
+    engagement_id: i64,
+    invite_id: i64,
+) -> EffectOutcome {
+    let (engagement, invite) = match load(ctx, engagement_id, invite_id).await {
+        Ok(Some(found)) => found,
+        Ok(None) => return nothing(),
+        Err(failed) => return failed,
+    };
+    if !engagement.active || invite.state != "sent" {
+        return nothing();
+    }
+    let items: Vec<(crate::domain::engagement::PrepItem, Option<cards::TickInfo>)> =
+        crate::domain::engagement::PrepItem::for_motion(engagement.motion)
+            .into_iter()
+            .map(|item| {
+                let tick = engagement
+                    .prep
+                    .iter()
+                    .find(|t| t.item == item && t.done)
+                    .map(|t| cards::TickInfo {
+                        by: t.by.clone(),
+                        at: super::fta::format_time(t.at),
+                    });
+                (item, tick)
+            })
+            .collect();
+    let to = ReplyTarget {
+        service_url: engagement.service_url.clone(),
+        conversation_id: engagement.conversation_id.clone(),
+        reply_to_id: None,
+    };
+    let heads_up = text_activity(&format!(
+        "{}: the intro meeting with the account team for **{}** is tomorrow. Here is the prep checklist.",
+        cards::plain(&engagement.fm.name),
+        cards::plain(&engagement.customer)
+    ));
+    let card = cards::prep_card(
+        engagement.id,
+        &engagement.customer,
+        engagement.motion,
+        &items,
+    );
+    EffectOutcome::Done {
+        result: None,
+        changes: Vec::new(),
+        jobs: vec![
+            send_job(ctx, &format!("{key}:text"), &to, heads_up, None),
+            send_job(ctx, key, &to, card_activity(card), None),
+        ],
     }
 }
 

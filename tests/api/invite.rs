@@ -581,3 +581,54 @@ async fn a_503_on_event_creation_is_retried_with_the_same_transaction_id() {
         "the card shows the sent invite once the event exists"
     );
 }
+
+#[tokio::test]
+async fn the_day_before_the_meeting_the_fm_gets_the_prep_checklist() {
+    let app = staffed(&"0".repeat(2000)).await;
+    let card = cards_in(&app.say("invite within:5").await[0]).remove(0);
+    let mut data = action_data(&card, "invite.send");
+    data["slot"] = json!("2");
+    app.post_activity(&app.card_action("invite.send", data.clone()))
+        .await;
+    app.run_pending_jobs().await;
+    let event = graph_calls(&app, "POST", &fm_path("/events"))
+        .await
+        .remove(0);
+    let start = jiff::Timestamp::strptime(
+        "%Y-%m-%dT%H:%M:%S%z",
+        format!("{}+0000", event["start"]["dateTime"].as_str().unwrap()),
+    )
+    .unwrap()
+    .as_millisecond();
+    async fn prep_cards(app: &TestApp) -> usize {
+        app.connector_requests()
+            .await
+            .into_iter()
+            .filter_map(|r| serde_json::from_slice::<Value>(&r.body).ok())
+            .filter(|b| text_of(b).contains("Prep before the account team call"))
+            .count()
+    }
+    // Not before the day before…
+    let until = start - 86_400_000 - app.clock.now() - 60_000;
+    app.clock
+        .advance(std::time::Duration::from_millis(until.max(0) as u64));
+    app.run_pending_jobs().await;
+    assert_eq!(prep_cards(&app).await, 0);
+    // …then once.
+    app.clock.advance(std::time::Duration::from_secs(120));
+    app.run_pending_jobs().await;
+    app.run_pending_jobs().await;
+    assert_eq!(prep_cards(&app).await, 1);
+    let texts: Vec<String> = app
+        .connector_requests()
+        .await
+        .iter()
+        .filter_map(|r| serde_json::from_slice::<Value>(&r.body).ok())
+        .map(|b| text_of(&b))
+        .collect();
+    assert!(texts.iter().any(|t| t.contains("is tomorrow")), "{texts:?}");
+    app.clock
+        .advance(std::time::Duration::from_secs(3 * 86_400));
+    app.run_pending_jobs().await;
+    assert_eq!(prep_cards(&app).await, 1, "only once");
+}
