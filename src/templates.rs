@@ -23,16 +23,23 @@ const INTRO_EMAIL: &str = "intro_email.html";
 const INVITE_BODY: &str = "invite_body.html";
 const FOLLOWUP_EMAIL: &str = "followup_email.html";
 const FTA_EMAIL: &str = "fta_email.html";
+const SYNC_BODY: &str = "sync_body.html";
 const SUBJECT_SUFFIX: &str = ".subject.txt";
 
 /// The bodies that must exist; each also needs its `<body>.subject.txt`.
-const REQUIRED_BODIES: [&str; 4] = [INTRO_EMAIL, INVITE_BODY, FOLLOWUP_EMAIL, FTA_EMAIL];
+const REQUIRED_BODIES: [&str; 5] = [
+    INTRO_EMAIL,
+    INVITE_BODY,
+    FOLLOWUP_EMAIL,
+    FTA_EMAIL,
+    SYNC_BODY,
+];
 
 /// Outlook and Graph cap subjects at 255 characters.
 const MAX_SUBJECT_CHARS: usize = 255;
 
 /// The shipped copies, for runs without `config/templates` (e.g. `cargo run` from elsewhere).
-const EMBEDDED_TEMPLATES: [(&str, &str); 10] = [
+const EMBEDDED_TEMPLATES: [(&str, &str); 12] = [
     (
         "_agenda.html",
         include_str!(concat!(
@@ -101,6 +108,20 @@ const EMBEDDED_TEMPLATES: [(&str, &str); 10] = [
         include_str!(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/config/templates/fta_email.subject.txt"
+        )),
+    ),
+    (
+        "sync_body.html",
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/config/templates/sync_body.html"
+        )),
+    ),
+    (
+        "sync_body.subject.txt",
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/config/templates/sync_body.subject.txt"
         )),
     ),
 ];
@@ -410,6 +431,9 @@ impl Templates {
         for ctx in [FtaEmailContext::sample(), FtaEmailContext::sample_empty()] {
             self.fta_email(&ctx)?;
         }
+        for ctx in [SyncContext::sample(), SyncContext::sample_empty()] {
+            self.sync_invite(&ctx)?;
+        }
         Ok(())
     }
 
@@ -439,6 +463,11 @@ impl Templates {
 
     pub fn followup_email(&self, ctx: &FollowupContext) -> Result<RenderedEmail, TemplateError> {
         self.email(FOLLOWUP_EMAIL, Value::from(Serde(ctx)))
+    }
+
+    /// Subject and HTML body of the recurring Field team sync.
+    pub fn sync_invite(&self, ctx: &SyncContext) -> Result<RenderedEmail, TemplateError> {
+        self.email(SYNC_BODY, Value::from(Serde(ctx)))
     }
 
     /// A notification about an FTA request: submitted (the playbook's key output) and every later change.
@@ -572,6 +601,35 @@ impl IntroContext {
             required: Vec::new(),
             optional: Vec::new(),
             slot: None,
+        }
+    }
+}
+
+#[derive(Serialize, Debug, Clone, PartialEq, Eq)]
+pub struct SyncContext {
+    pub customer: String,
+    pub fm_name: String,
+    /// "Every 2 weeks on Tuesday at 15:00 (Europe/Berlin), 30 min".
+    pub rhythm: String,
+    pub asks: Vec<String>,
+}
+
+impl SyncContext {
+    fn sample() -> SyncContext {
+        SyncContext {
+            customer: "Contoso Ltd".into(),
+            fm_name: "Dana".into(),
+            rhythm: "Every week on Tuesday at 15:00 (Europe/Berlin), 30 min".into(),
+            asks: vec!["Email intro to the customer".into()],
+        }
+    }
+
+    fn sample_empty() -> SyncContext {
+        SyncContext {
+            customer: String::new(),
+            fm_name: String::new(),
+            rhythm: String::new(),
+            asks: Vec::new(),
         }
     }
 }

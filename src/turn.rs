@@ -18,6 +18,7 @@ pub struct TurnContext<'a> {
     pub store: &'a dyn Store,
     pub templates: &'a crate::templates::Templates,
     pub leads: &'a crate::leads::LeadDirectory,
+    pub default_tz: &'a str,
     pub now: Millis,
     pub max_attempts: u32,
 }
@@ -134,6 +135,7 @@ fn command_ctx<'a>(activity: &Activity, ctx: &TurnContext<'a>) -> Ctx<'a> {
         max_attempts: ctx.max_attempts,
         templates: ctx.templates,
         leads: ctx.leads,
+        default_tz: ctx.default_tz,
     }
 }
 

@@ -29,6 +29,8 @@ pub struct Ctx<'a> {
     pub max_attempts: u32,
     pub templates: &'a crate::templates::Templates,
     pub leads: &'a crate::leads::LeadDirectory,
+    /// IANA zone for rhythms given without `tz:`.
+    pub default_tz: &'a str,
 }
 
 #[derive(Debug, Default)]
@@ -159,7 +161,20 @@ pub async fn apply(ctx: &Ctx<'_>, command: Command) -> Result<Outcome, CommandEr
             .await
         }
         Command::TeamRemove { role, who } => {
-            with_engagement(ctx, |e| team_remove(e, role, who)).await
+            with_engagement(ctx, |e| {
+                let engagement_id = e.id;
+                let mut outcome = team_remove(e, role, who);
+                if !outcome.changes.is_empty() {
+                    outcome.jobs.push(jobs::sync::attendees_job(
+                        ctx.now,
+                        ctx.max_attempts,
+                        engagement_id,
+                        &ctx.activity_key,
+                    ));
+                }
+                outcome
+            })
+            .await
         }
         Command::Invite { within, duration } => match ctx
             .store
@@ -216,6 +231,7 @@ pub async fn apply(ctx: &Ctx<'_>, command: Command) -> Result<Outcome, CommandEr
             })
             .await
         }
+        Command::Sync(command) => sync_command(ctx, command).await,
         Command::Fta(command) => super::fta_apply::apply(ctx, command).await,
         Command::FtaCard { verb, data } => super::fta_apply::apply_card(ctx, &verb, &data).await,
         Command::PrepShow => with_engagement(ctx, |e| {
@@ -269,6 +285,115 @@ pub async fn apply(ctx: &Ctx<'_>, command: Command) -> Result<Outcome, CommandEr
                     done,
                     by: ctx.actor.name.clone(),
                 }],
+                ..Outcome::default()
+            })
+        }
+    }
+}
+
+async fn sync_command(
+    ctx: &Ctx<'_>,
+    command: super::sync_schedule::SyncCommand,
+) -> Result<Outcome, CommandError> {
+    use super::sync_schedule::SyncCommand;
+    let Some(e) = ctx.store.active_engagement(&ctx.conversation_id).await? else {
+        return with_engagement(ctx, |_| Outcome::default()).await;
+    };
+    let series = ctx.store.sync_series(e.id).await?;
+    match command {
+        SyncCommand::Show => Ok(Outcome::text(match &series {
+            Some(s) if s.kind == "joined" => format!(
+                "The account team joins an existing Field sync: {} (recorded by {}).",
+                s.data.get("link").and_then(|l| l.as_str()).unwrap_or_default(),
+                cards::plain(&s.updated_by)
+            ),
+            Some(s) => match jobs::sync::rhythm_of(s) {
+                Some(r) => format!("Field team sync: {} (set by {}).", r.describe(), cards::plain(&s.updated_by)),
+                None => "The Field team sync is being set up.".into(),
+            },
+            None => "No Field team sync yet. Schedule one with `sync schedule biweekly tue 15:00`, or record \
+                     the one the Field already runs with `sync join <meeting link>`."
+                .into(),
+        })),
+        SyncCommand::Join { link } => Ok(Outcome {
+            reply: Some(Reply::Text(format!(
+                "Recorded: the account team joins the existing Field sync {link}. `sync` shows it."
+            ))),
+            changes: vec![Change::SetSyncSeries {
+                engagement_id: e.id,
+                kind: "joined".into(),
+                data: json!({ "link": link }),
+                by: ctx.actor.name.clone(),
+            }],
+            ..Outcome::default()
+        }),
+        SyncCommand::Schedule {
+            cadence,
+            weekday,
+            time,
+            tz,
+            duration,
+            until,
+        } => {
+            let now = jiff::Timestamp::from_millisecond(ctx.now).unwrap_or_else(|_| jiff::Timestamp::now());
+            let rhythm = match crate::domain::recurrence::rhythm(
+                &cadence,
+                &weekday,
+                &time,
+                tz.as_deref(),
+                duration.as_deref(),
+                until.as_deref(),
+                ctx.default_tz,
+                now,
+            ) {
+                Ok(r) => r,
+                Err(err) => {
+                    return Ok(Outcome::text(super::sync_schedule::rhythm_error_message(&err)));
+                }
+            };
+            let missing = crate::domain::engagement::missing_mandatory(&e.roster);
+            if !missing.is_empty() {
+                let names: Vec<&str> = missing.iter().map(|r| r.abbr()).collect();
+                return Ok(Outcome::text(format!(
+                    "The Field team sync invites the roster, and the mandatory {} {} missing: add them with \
+                     `team add <ROLE> @name` first.",
+                    names.join(" and "),
+                    if names.len() > 1 { "are" } else { "is" }
+                )));
+            }
+            let version = series
+                .as_ref()
+                .and_then(|s| s.data.get("rhythm_version"))
+                .and_then(|v| v.as_i64())
+                .unwrap_or(0)
+                + 1;
+            let mut data = json!({ "rhythm": rhythm, "rhythm_version": version });
+            // A new rhythm re-patterns the same series rather than making a second one.
+            if let Some(id) = series
+                .as_ref()
+                .filter(|s| s.kind == "scheduled")
+                .and_then(|s| s.data.get("event_id"))
+                && let Some(map) = data.as_object_mut()
+            {
+                map.insert("event_id".into(), id.clone());
+            }
+            let effect = Effect::ScheduleSync {
+                engagement_id: e.id,
+                version,
+            };
+            Ok(Outcome {
+                changes: vec![Change::SetSyncSeries {
+                    engagement_id: e.id,
+                    kind: "scheduled".into(),
+                    data,
+                    by: ctx.actor.name.clone(),
+                }],
+                jobs: vec![jobs::job(
+                    &effect,
+                    format!("{}:sync", ctx.activity_key),
+                    ctx.now,
+                    ctx.max_attempts,
+                )],
                 ..Outcome::default()
             })
         }

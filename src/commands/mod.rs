@@ -14,6 +14,7 @@ mod lexer;
 mod prep;
 mod roles;
 mod sync;
+mod sync_schedule;
 mod team;
 
 use serde_json::Value;
@@ -84,6 +85,8 @@ pub enum Command {
         engagement_id: i64,
         data: Value,
     },
+    /// `sync`, `sync schedule …`, `sync join <link>`.
+    Sync(sync_schedule::SyncCommand),
     /// `fta …` typed in chat.
     Fta(fta::FtaCommand),
     /// A button on an FTA card: the verb and its data (inputs merged in).
@@ -160,6 +163,8 @@ pub enum ParseError {
     UnknownOption { command: &'static str, key: String },
     #[error(transparent)]
     Fta(#[from] fta::FtaParseError),
+    #[error(transparent)]
+    Sync(#[from] sync_schedule::SyncParseError),
 }
 
 impl ParseError {
@@ -223,6 +228,7 @@ impl ParseError {
                 usage_or_help(command)
             ),
             ParseError::Fta(e) => e.user_message(),
+            ParseError::Sync(e) => e.user_message(),
             ParseError::UnknownOption { command, key } => format!(
                 "`{command}` has no option `{}:`.\n\n{}",
                 echo_raw(key),
@@ -294,6 +300,9 @@ pub static COMMANDS: &[CommandSpec] = &[
     prep::SPEC,
     invite::SPEC,
     sync::SPEC_NOTES,
+    sync_schedule::SPEC_SCHEDULE,
+    sync_schedule::SPEC_JOIN,
+    sync_schedule::SPEC_SHOW,
     fta_spec(0),
     fta_spec(1),
     fta_spec(2),
@@ -335,7 +344,13 @@ pub fn parse(text: &str, mentions: &[Mention]) -> Result<Command, ParseError> {
         team::NAME => team::parse(args),
         prep::NAME => prep::parse(args),
         invite::NAME => invite::parse(args),
-        sync::NAME => sync::parse(args),
+        // `sync notes` is the notes form; every other `sync …` is about the sync rhythm.
+        sync::NAME if matches!(args.first(), Some(Token::Word(w)) if w.eq_ignore_ascii_case("notes")) => {
+            sync::parse(args)
+        }
+        sync::NAME => sync_schedule::parse(args)
+            .map(Command::Sync)
+            .map_err(ParseError::from),
         fta::NAME => fta::parse(args).map(Command::Fta).map_err(ParseError::from),
         _ => Err(ParseError::UnknownCommand {
             suggestion: suggest(&lower),

@@ -2,5 +2,6 @@
 
 pub mod engagement;
 pub mod fta;
+pub mod recurrence;
 pub mod roles;
 pub mod slots;

@@ -169,7 +169,7 @@ impl SyncRhythm {
         let from = tz.to_datetime(after).date().yesterday().ok()?;
         let mut date = self.first_on_or_after(from)?;
         // Syncs are at least a week apart, so the second candidate is always after `after`; the
-        // bound only guards against a hand-built rhythm looping forever.
+        // bound just keeps the loop visibly finite.
         for _ in 0..4 {
             let start = tz.to_timestamp(date.to_datetime(self.time)).ok()?;
             if start > after {
@@ -191,7 +191,7 @@ impl SyncRhythm {
     /// Graph's `patternedRecurrence` for the series master. Only the fields each pattern type needs
     /// are sent, because Graph rejects unsupported values even in fields it ignores.
     pub fn patterned_recurrence(&self) -> Value {
-        let day = graph_day(self.weekday);
+        let day = weekday_name::graph(self.weekday);
         let pattern = match self.cadence {
             Cadence::Weekly | Cadence::Biweekly => json!({
                 "type": "weekly",
@@ -423,10 +423,6 @@ fn nth_of_month(first_of_month: Date, weekday: Weekday, index: WeekIndex) -> Opt
         .ok()
 }
 
-fn graph_day(weekday: Weekday) -> &'static str {
-    weekday_name::graph(weekday)
-}
-
 /// Graph's `dateTime`: local, no offset, whole seconds.
 fn graph_datetime(dt: DateTime) -> String {
     dt.strftime("%Y-%m-%dT%H:%M:%S").to_string()
@@ -531,19 +527,23 @@ mod tests {
         }
     }
 
+    /// Tuesdays at 15:00 in Berlin: 14:00Z in winter, 13:00Z in summer.
     fn berlin_tue(cadence: Cadence, starts_on: &str, until: Option<&str>) -> SyncRhythm {
-        r(
-            cadence,
-            Weekday::Tuesday,
-            "15:00",
-            "Europe/Berlin",
-            starts_on,
-            until,
-        )
+        let zone = "Europe/Berlin";
+        r(cadence, Weekday::Tuesday, "15:00", zone, starts_on, until)
+    }
+
+    /// `(case, rhythm, after, expected next start)`.
+    type NextCase<'a> = (&'a str, &'a SyncRhythm, &'a str, Option<&'a str>);
+
+    fn check_next(cases: &[NextCase<'_>]) {
+        for &(name, rhythm, after, expected) in cases {
+            assert_eq!(rhythm.next_after(ts(after)), expected.map(ts), "{name}");
+        }
     }
 
     #[test]
-    fn next_after_table() {
+    fn weekly_and_biweekly_next_after_across_dst() {
         use Cadence::{Biweekly, Weekly};
         let weekly = berlin_tue(Weekly, "2027-01-05", None);
         let biweekly = berlin_tue(Biweekly, "2027-01-05", None);
@@ -573,153 +573,37 @@ mod tests {
             "2027-10-21",
             None,
         );
-        let cases: Vec<(&str, &SyncRhythm, &str, Option<&str>)> = vec![
-            (
-                "weekly: before the first sync",
-                &weekly,
-                "2026-12-01T00:00:00Z",
-                Some("2027-01-05T14:00:00Z"),
-            ),
-            (
-                "weekly: a minute before",
-                &weekly,
-                "2027-01-05T13:59:00Z",
-                Some("2027-01-05T14:00:00Z"),
-            ),
-            (
-                "weekly: strictly after",
-                &weekly,
-                "2027-01-05T14:00:00Z",
-                Some("2027-01-12T14:00:00Z"),
-            ),
-            (
-                "weekly: mid-week",
-                &weekly,
-                "2027-01-07T09:00:00Z",
-                Some("2027-01-12T14:00:00Z"),
-            ),
-            (
-                "berlin: last Tuesday in CET",
-                &weekly,
-                "2027-03-22T00:00:00Z",
-                Some("2027-03-23T14:00:00Z"),
-            ),
-            (
-                "berlin: after 2027-03-28 15:00 CEST is 13:00Z",
-                &weekly,
-                "2027-03-23T14:00:00Z",
-                Some("2027-03-30T13:00:00Z"),
-            ),
-            (
-                "berlin: last Tuesday in CEST",
-                &weekly,
-                "2027-10-25T00:00:00Z",
-                Some("2027-10-26T13:00:00Z"),
-            ),
-            (
-                "berlin: after 2027-10-31 15:00 CET is 14:00Z",
-                &weekly,
-                "2027-10-26T13:00:00Z",
-                Some("2027-11-02T14:00:00Z"),
-            ),
-            (
-                "new york: EST",
-                &ny,
-                "2027-03-08T00:00:00Z",
-                Some("2027-03-09T14:00:00Z"),
-            ),
-            (
-                "new york: after 2027-03-14 09:00 EDT is 13:00Z",
-                &ny,
-                "2027-03-09T14:00:00Z",
-                Some("2027-03-16T13:00:00Z"),
-            ),
-            (
-                "new york: last Tuesday in EDT",
-                &ny,
-                "2027-11-01T00:00:00Z",
-                Some("2027-11-02T13:00:00Z"),
-            ),
-            (
-                "new york: after 2027-11-07 09:00 EST is 14:00Z",
-                &ny,
-                "2027-11-02T13:00:00Z",
-                Some("2027-11-09T14:00:00Z"),
-            ),
-            (
-                "gap: 02:30 IST",
-                &jerusalem,
-                "2027-03-18T00:00:00Z",
-                Some("2027-03-19T00:30:00Z"),
-            ),
-            (
-                "gap: missing 02:30 resolves forward to 03:30 IDT",
-                &jerusalem,
-                "2027-03-19T00:30:00Z",
-                Some("2027-03-26T00:30:00Z"),
-            ),
-            (
-                "gap: 02:30 IDT the week after",
-                &jerusalem,
-                "2027-03-26T00:30:00Z",
-                Some("2027-04-01T23:30:00Z"),
-            ),
-            (
-                "fold: the first 23:30 (EEST)",
-                &cairo,
-                "2027-10-28T00:00:00Z",
-                Some("2027-10-28T20:30:00Z"),
-            ),
-            (
-                "fold: not the repeated 23:30",
-                &cairo,
-                "2027-10-28T20:30:00Z",
-                Some("2027-11-04T21:30:00Z"),
-            ),
-            (
-                "biweekly: the first",
-                &biweekly,
-                "2027-01-01T00:00:00Z",
-                Some("2027-01-05T14:00:00Z"),
-            ),
-            (
-                "biweekly: skips the off week",
-                &biweekly,
-                "2027-01-06T00:00:00Z",
-                Some("2027-01-19T14:00:00Z"),
-            ),
-            (
-                "biweekly: during the off week",
-                &biweekly,
-                "2027-01-12T20:00:00Z",
-                Some("2027-01-19T14:00:00Z"),
-            ),
-            (
-                "biweekly: after an on week",
-                &biweekly,
-                "2027-01-19T14:00:00Z",
-                Some("2027-02-02T14:00:00Z"),
-            ),
-            (
-                "biweekly: phase kept 21 weeks later",
-                &biweekly,
-                "2027-06-01T00:00:00Z",
-                Some("2027-06-08T13:00:00Z"),
-            ),
-            (
-                "biweekly: phase kept 22 weeks later",
-                &biweekly,
-                "2027-06-08T13:00:00Z",
-                Some("2027-06-22T13:00:00Z"),
-            ),
+        #[rustfmt::skip]
+        let cases: Vec<NextCase<'_>> = vec![
+            ("weekly: before the first sync", &weekly, "2026-12-01T00:00:00Z", Some("2027-01-05T14:00:00Z")),
+            ("weekly: a minute before", &weekly, "2027-01-05T13:59:00Z", Some("2027-01-05T14:00:00Z")),
+            ("weekly: strictly after", &weekly, "2027-01-05T14:00:00Z", Some("2027-01-12T14:00:00Z")),
+            ("weekly: mid-week", &weekly, "2027-01-07T09:00:00Z", Some("2027-01-12T14:00:00Z")),
+            ("berlin: last Tuesday in CET", &weekly, "2027-03-22T00:00:00Z", Some("2027-03-23T14:00:00Z")),
+            ("berlin: after 2027-03-28 15:00 CEST is 13:00Z", &weekly, "2027-03-23T14:00:00Z", Some("2027-03-30T13:00:00Z")),
+            ("berlin: last Tuesday in CEST", &weekly, "2027-10-25T00:00:00Z", Some("2027-10-26T13:00:00Z")),
+            ("berlin: after 2027-10-31 15:00 CET is 14:00Z", &weekly, "2027-10-26T13:00:00Z", Some("2027-11-02T14:00:00Z")),
+            ("new york: EST", &ny, "2027-03-08T00:00:00Z", Some("2027-03-09T14:00:00Z")),
+            ("new york: after 2027-03-14 09:00 EDT is 13:00Z", &ny, "2027-03-09T14:00:00Z", Some("2027-03-16T13:00:00Z")),
+            ("new york: last Tuesday in EDT", &ny, "2027-11-01T00:00:00Z", Some("2027-11-02T13:00:00Z")),
+            ("new york: after 2027-11-07 09:00 EST is 14:00Z", &ny, "2027-11-02T13:00:00Z", Some("2027-11-09T14:00:00Z")),
+            ("gap: 02:30 IST", &jerusalem, "2027-03-18T00:00:00Z", Some("2027-03-19T00:30:00Z")),
+            ("gap: the missing 02:30 resolves forward to 03:30 IDT", &jerusalem, "2027-03-19T00:30:00Z", Some("2027-03-26T00:30:00Z")),
+            ("gap: 02:30 IDT the week after", &jerusalem, "2027-03-26T00:30:00Z", Some("2027-04-01T23:30:00Z")),
+            ("fold: the first 23:30 (EEST)", &cairo, "2027-10-28T00:00:00Z", Some("2027-10-28T20:30:00Z")),
+            ("fold: not the repeated 23:30", &cairo, "2027-10-28T20:30:00Z", Some("2027-11-04T21:30:00Z")),
+            ("biweekly: the first", &biweekly, "2027-01-01T00:00:00Z", Some("2027-01-05T14:00:00Z")),
+            ("biweekly: skips the off week", &biweekly, "2027-01-06T00:00:00Z", Some("2027-01-19T14:00:00Z")),
+            ("biweekly: during the off week", &biweekly, "2027-01-12T20:00:00Z", Some("2027-01-19T14:00:00Z")),
+            ("biweekly: after an on week", &biweekly, "2027-01-19T14:00:00Z", Some("2027-02-02T14:00:00Z")),
+            ("biweekly: phase kept 21 weeks later", &biweekly, "2027-06-01T00:00:00Z", Some("2027-06-08T13:00:00Z")),
+            ("biweekly: phase kept 22 weeks later", &biweekly, "2027-06-08T13:00:00Z", Some("2027-06-22T13:00:00Z")),
         ];
-        for (name, rhythm, after, expected) in cases {
-            assert_eq!(rhythm.next_after(ts(after)), expected.map(ts), "{name}");
-        }
+        check_next(&cases);
     }
 
     #[test]
-    fn monthly_next_after_table() {
+    fn monthly_next_after() {
         use Cadence::Monthly;
         // 2027-01-12 is the second Tuesday of January.
         let second = berlin_tue(Monthly, "2027-01-12", None);
@@ -727,183 +611,60 @@ mod tests {
         let last = berlin_tue(Monthly, "2027-03-30", None);
         // 2027-02-23 is both the fourth and the last Tuesday of February.
         let fourth = berlin_tue(Monthly, "2027-02-23", None);
-        let cases: Vec<(&str, &SyncRhythm, &str, Option<&str>)> = vec![
-            (
-                "second: the first",
-                &second,
-                "2027-01-01T00:00:00Z",
-                Some("2027-01-12T14:00:00Z"),
-            ),
-            (
-                "second: February",
-                &second,
-                "2027-01-12T14:00:00Z",
-                Some("2027-02-09T14:00:00Z"),
-            ),
-            (
-                "second: earlier this month, so next month",
-                &second,
-                "2027-02-10T00:00:00Z",
-                Some("2027-03-09T14:00:00Z"),
-            ),
-            (
-                "second: after the DST change",
-                &second,
-                "2027-03-09T14:00:00Z",
-                Some("2027-04-13T13:00:00Z"),
-            ),
-            (
-                "last: a four-Tuesday month",
-                &last,
-                "2027-03-30T13:00:00Z",
-                Some("2027-04-27T13:00:00Z"),
-            ),
-            (
-                "last: a five-Tuesday month",
-                &last,
-                "2027-10-01T00:00:00Z",
-                Some("2027-10-26T13:00:00Z"),
-            ),
-            (
-                "last: into the next year",
-                &last,
-                "2027-12-29T00:00:00Z",
-                Some("2028-01-25T14:00:00Z"),
-            ),
-            (
-                "fourth stays fourth in a five-Tuesday month",
-                &fourth,
-                "2027-02-23T14:00:00Z",
-                Some("2027-03-23T14:00:00Z"),
-            ),
+        #[rustfmt::skip]
+        let cases: Vec<NextCase<'_>> = vec![
+            ("second: the first", &second, "2027-01-01T00:00:00Z", Some("2027-01-12T14:00:00Z")),
+            ("second: February", &second, "2027-01-12T14:00:00Z", Some("2027-02-09T14:00:00Z")),
+            ("second: past this month's, so next month", &second, "2027-02-10T00:00:00Z", Some("2027-03-09T14:00:00Z")),
+            ("second: after the DST change", &second, "2027-03-09T14:00:00Z", Some("2027-04-13T13:00:00Z")),
+            ("last: a four-Tuesday month", &last, "2027-03-30T13:00:00Z", Some("2027-04-27T13:00:00Z")),
+            ("last: a five-Tuesday month", &last, "2027-10-01T00:00:00Z", Some("2027-10-26T13:00:00Z")),
+            ("last: into the next year", &last, "2027-12-29T00:00:00Z", Some("2028-01-25T14:00:00Z")),
+            ("fourth stays fourth in a five-Tuesday month", &fourth, "2027-02-23T14:00:00Z", Some("2027-03-23T14:00:00Z")),
         ];
-        for (name, rhythm, after, expected) in cases {
-            assert_eq!(rhythm.next_after(ts(after)), expected.map(ts), "{name}");
-        }
+        check_next(&cases);
     }
 
     #[test]
     fn until_is_inclusive() {
         use Cadence::{Biweekly, Monthly, Weekly};
-        let cases: Vec<(&str, SyncRhythm, &str, Option<&str>)> = vec![
-            (
-                "the until day itself",
-                berlin_tue(Weekly, "2027-01-05", Some("2027-01-19")),
-                "2027-01-12T14:00:00Z",
-                Some("2027-01-19T14:00:00Z"),
-            ),
-            (
-                "nothing after the until day",
-                berlin_tue(Weekly, "2027-01-05", Some("2027-01-19")),
-                "2027-01-19T14:00:00Z",
-                None,
-            ),
-            (
-                "until the day before",
-                berlin_tue(Weekly, "2027-01-05", Some("2027-01-18")),
-                "2027-01-12T14:00:00Z",
-                None,
-            ),
-            (
-                "until after the last sync",
-                berlin_tue(Weekly, "2027-01-05", Some("2027-01-21")),
-                "2027-01-19T14:00:00Z",
-                None,
-            ),
-            (
-                "biweekly: until on an off week",
-                berlin_tue(Biweekly, "2027-01-05", Some("2027-01-12")),
-                "2027-01-05T14:00:00Z",
-                None,
-            ),
-            (
-                "monthly: until before the next one",
-                berlin_tue(Monthly, "2027-01-12", Some("2027-02-08")),
-                "2027-01-12T14:00:00Z",
-                None,
-            ),
-            (
-                "monthly: until on the next one",
-                berlin_tue(Monthly, "2027-01-12", Some("2027-02-09")),
-                "2027-01-12T14:00:00Z",
-                Some("2027-02-09T14:00:00Z"),
-            ),
-            (
-                "a series of one",
-                berlin_tue(Weekly, "2027-01-05", Some("2027-01-05")),
-                "2027-01-01T00:00:00Z",
-                Some("2027-01-05T14:00:00Z"),
-            ),
+        let to_19 = berlin_tue(Weekly, "2027-01-05", Some("2027-01-19"));
+        let to_18 = berlin_tue(Weekly, "2027-01-05", Some("2027-01-18"));
+        let to_21 = berlin_tue(Weekly, "2027-01-05", Some("2027-01-21"));
+        let one = berlin_tue(Weekly, "2027-01-05", Some("2027-01-05"));
+        let biweekly_off = berlin_tue(Biweekly, "2027-01-05", Some("2027-01-12"));
+        let monthly_before = berlin_tue(Monthly, "2027-01-12", Some("2027-02-08"));
+        let monthly_on = berlin_tue(Monthly, "2027-01-12", Some("2027-02-09"));
+        #[rustfmt::skip]
+        let cases: Vec<NextCase<'_>> = vec![
+            ("the until day itself", &to_19, "2027-01-12T14:00:00Z", Some("2027-01-19T14:00:00Z")),
+            ("nothing after the until day", &to_19, "2027-01-19T14:00:00Z", None),
+            ("until the day before", &to_18, "2027-01-12T14:00:00Z", None),
+            ("until after the last sync", &to_21, "2027-01-19T14:00:00Z", None),
+            ("a series of one", &one, "2027-01-01T00:00:00Z", Some("2027-01-05T14:00:00Z")),
+            ("a series of one, done", &one, "2027-01-05T14:00:00Z", None),
+            ("biweekly: until on an off week", &biweekly_off, "2027-01-05T14:00:00Z", None),
+            ("monthly: until before the next one", &monthly_before, "2027-01-12T14:00:00Z", None),
+            ("monthly: until on the next one", &monthly_on, "2027-01-12T14:00:00Z", Some("2027-02-09T14:00:00Z")),
         ];
-        for (name, rhythm, after, expected) in cases {
-            assert_eq!(rhythm.next_after(ts(after)), expected.map(ts), "{name}");
-        }
+        check_next(&cases);
     }
 
     #[test]
     fn first_on_or_after_table() {
         use Cadence::{Biweekly, Monthly, Weekly};
+        #[rustfmt::skip]
         let cases: Vec<(&str, SyncRhythm, &str, Option<&str>)> = vec![
-            (
-                "before the start",
-                berlin_tue(Weekly, "2027-01-05", None),
-                "2026-06-01",
-                Some("2027-01-05"),
-            ),
-            (
-                "on a sync day",
-                berlin_tue(Weekly, "2027-01-05", None),
-                "2027-01-12",
-                Some("2027-01-12"),
-            ),
-            (
-                "the day after",
-                berlin_tue(Weekly, "2027-01-05", None),
-                "2027-01-13",
-                Some("2027-01-19"),
-            ),
-            (
-                "biweekly off week",
-                berlin_tue(Biweekly, "2027-01-05", None),
-                "2027-01-12",
-                Some("2027-01-19"),
-            ),
-            (
-                "biweekly on week",
-                berlin_tue(Biweekly, "2027-01-05", None),
-                "2027-01-19",
-                Some("2027-01-19"),
-            ),
-            (
-                "biweekly across the year",
-                berlin_tue(Biweekly, "2027-12-21", None),
-                "2027-12-22",
-                Some("2028-01-04"),
-            ),
-            (
-                "monthly this month",
-                berlin_tue(Monthly, "2027-01-12", None),
-                "2027-05-01",
-                Some("2027-05-11"),
-            ),
-            (
-                "monthly next month",
-                berlin_tue(Monthly, "2027-01-12", None),
-                "2027-05-12",
-                Some("2027-06-08"),
-            ),
-            (
-                "past until",
-                berlin_tue(Weekly, "2027-01-05", Some("2027-02-01")),
-                "2027-01-27",
-                None,
-            ),
-            (
-                "starts_on not on the weekday moves to it",
-                berlin_tue(Weekly, "2027-01-06", None),
-                "2027-01-01",
-                Some("2027-01-12"),
-            ),
+            ("before the start", berlin_tue(Weekly, "2027-01-05", None), "2026-06-01", Some("2027-01-05")),
+            ("on a sync day", berlin_tue(Weekly, "2027-01-05", None), "2027-01-12", Some("2027-01-12")),
+            ("the day after", berlin_tue(Weekly, "2027-01-05", None), "2027-01-13", Some("2027-01-19")),
+            ("biweekly off week", berlin_tue(Biweekly, "2027-01-05", None), "2027-01-12", Some("2027-01-19")),
+            ("biweekly on week", berlin_tue(Biweekly, "2027-01-05", None), "2027-01-19", Some("2027-01-19")),
+            ("biweekly across the year", berlin_tue(Biweekly, "2027-12-21", None), "2027-12-22", Some("2028-01-04")),
+            ("monthly later this month", berlin_tue(Monthly, "2027-01-12", None), "2027-05-01", Some("2027-05-11")),
+            ("monthly next month", berlin_tue(Monthly, "2027-01-12", None), "2027-05-12", Some("2027-06-08")),
+            ("past until", berlin_tue(Weekly, "2027-01-05", Some("2027-02-01")), "2027-01-27", None),
+            ("a starts_on off the weekday moves to it", berlin_tue(Weekly, "2027-01-06", None), "2027-01-01", Some("2027-01-12")),
         ];
         for (name, rhythm, from, expected) in cases {
             assert_eq!(rhythm.first_on_or_after(d(from)), expected.map(d), "{name}");
@@ -928,11 +689,12 @@ mod tests {
         }
     }
 
+    /// Monday 2027-01-04, 09:00 in Berlin.
     fn monday_morning() -> Timestamp {
-        // Monday 2027-01-04 09:00 in Berlin.
         ts("2027-01-04T08:00:00Z")
     }
 
+    /// `rhythm`'s raw values: cadence, weekday, time, tz, duration, until.
     type Args<'a> = (
         &'a str,
         &'a str,
@@ -958,14 +720,10 @@ mod tests {
 
     #[test]
     fn rhythm_builds_with_defaults() {
-        let got = build(
-            ("biweekly", "tue", "15:00", None, None, None),
-            monday_morning(),
-        )
-        .unwrap();
+        let args = ("biweekly", "tue", "15:00", None, None, None);
         assert_eq!(
-            got,
-            SyncRhythm {
+            build(args, monday_morning()),
+            Ok(SyncRhythm {
                 cadence: Cadence::Biweekly,
                 weekday: Weekday::Tuesday,
                 time: time(15, 0, 0, 0),
@@ -973,303 +731,96 @@ mod tests {
                 duration_minutes: 30,
                 starts_on: date(2027, 1, 5),
                 until: None,
-            }
+            })
         );
     }
 
     #[test]
     fn rhythm_table() {
         let now = monday_morning();
-        // (name, args, now, expected starts_on, expected zone, duration, until)
-        let cases: Vec<(&str, Args<'_>, Timestamp, &str, &str, u32, Option<&str>)> = vec![
-            (
-                "all options",
-                (
-                    "biweekly",
-                    "tue",
-                    "15:00",
-                    Some("Europe/Berlin"),
-                    Some("30"),
-                    Some("2027-06-30"),
-                ),
-                now,
-                "2027-01-05",
-                "Europe/Berlin",
-                30,
-                Some("2027-06-30"),
-            ),
-            (
-                "case-insensitive words",
-                (
-                    "WEEKLY",
-                    "Tuesday",
-                    "9:05",
-                    Some("america/new_york"),
-                    Some("45min"),
-                    None,
-                ),
-                now,
-                "2027-01-05",
-                "America/New_York",
-                45,
-                None,
-            ),
-            (
-                "today, time still ahead",
-                ("weekly", "mon", "10:00", None, None, None),
-                now,
-                "2027-01-04",
-                "Europe/Berlin",
-                30,
-                None,
-            ),
-            (
-                "today, time just passed",
-                ("weekly", "mon", "09:00", None, None, None),
-                now,
-                "2027-01-11",
-                "Europe/Berlin",
-                30,
-                None,
-            ),
-            (
-                "today, time passed earlier",
-                ("monthly", "monday", "08:59", None, None, None),
-                now,
-                "2027-01-11",
-                "Europe/Berlin",
-                30,
-                None,
-            ),
-            (
-                "today is judged in the rhythm's zone",
-                (
-                    "weekly",
-                    "mon",
-                    "09:00",
-                    Some("America/New_York"),
-                    None,
-                    None,
-                ),
-                now,
-                "2027-01-04",
-                "America/New_York",
-                30,
-                None,
-            ),
-            (
-                "late evening UTC is the next day in Tokyo",
-                ("weekly", "tue", "04:00", Some("Asia/Tokyo"), None, None),
-                ts("2027-01-04T20:00:00Z"),
-                "2027-01-12",
-                "Asia/Tokyo",
-                30,
-                None,
-            ),
-            (
-                "until on the first sync",
-                ("weekly", "fri", "15:00", None, None, Some("2027-01-08")),
-                now,
-                "2027-01-08",
-                "Europe/Berlin",
-                30,
-                Some("2027-01-08"),
-            ),
-            (
-                "bounds of duration",
-                ("weekly", "fri", "15:00", None, Some("15"), None),
-                now,
-                "2027-01-08",
-                "Europe/Berlin",
-                15,
-                None,
-            ),
-            (
-                "bounds of duration",
-                ("weekly", "fri", "15:00", None, Some("240"), None),
-                now,
-                "2027-01-08",
-                "Europe/Berlin",
-                240,
-                None,
-            ),
-            (
-                "midnight",
-                ("weekly", "wed", "00:00", None, None, None),
-                now,
-                "2027-01-06",
-                "Europe/Berlin",
-                30,
-                None,
-            ),
-            (
-                "last minute",
-                ("weekly", "wed", "23:59", None, None, None),
-                now,
-                "2027-01-06",
-                "Europe/Berlin",
-                30,
-                None,
-            ),
+        let tokyo_tuesday_dawn = ts("2027-01-04T20:00:00Z");
+        // (case, args, now, expected starts_on, zone, duration)
+        #[rustfmt::skip]
+        let cases: Vec<(&str, Args<'_>, Timestamp, &str, &str, u32)> = vec![
+            ("all options", ("biweekly", "tue", "15:00", Some("Europe/Berlin"), Some("30"), Some("2027-06-30")), now, "2027-01-05", "Europe/Berlin", 30),
+            ("any case", ("WEEKLY", "Tuesday", "9:05", Some("america/new_york"), Some("45min"), None), now, "2027-01-05", "America/New_York", 45),
+            ("today, time still ahead", ("weekly", "mon", "10:00", None, None, None), now, "2027-01-04", "Europe/Berlin", 30),
+            ("today, time just passed", ("weekly", "mon", "09:00", None, None, None), now, "2027-01-11", "Europe/Berlin", 30),
+            ("today, time passed earlier", ("monthly", "monday", "08:59", None, None, None), now, "2027-01-11", "Europe/Berlin", 30),
+            ("today is judged in the rhythm's zone", ("weekly", "mon", "09:00", Some("America/New_York"), None, None), now, "2027-01-04", "America/New_York", 30),
+            ("already Tuesday in Tokyo, 09:00 ahead", ("weekly", "tue", "09:00", Some("Asia/Tokyo"), None, None), tokyo_tuesday_dawn, "2027-01-05", "Asia/Tokyo", 30),
+            ("already Tuesday in Tokyo, 04:00 passed", ("weekly", "tue", "04:00", Some("Asia/Tokyo"), None, None), tokyo_tuesday_dawn, "2027-01-12", "Asia/Tokyo", 30),
+            ("until on the first sync", ("weekly", "fri", "15:00", None, None, Some("2027-01-08")), now, "2027-01-08", "Europe/Berlin", 30),
+            ("shortest", ("weekly", "fri", "15:00", None, Some("15"), None), now, "2027-01-08", "Europe/Berlin", 15),
+            ("longest", ("weekly", "fri", "15:00", None, Some("240"), None), now, "2027-01-08", "Europe/Berlin", 240),
+            ("midnight", ("weekly", "wed", "00:00", None, None, None), now, "2027-01-06", "Europe/Berlin", 30),
+            ("last minute", ("weekly", "wed", "23:59", None, None, None), now, "2027-01-06", "Europe/Berlin", 30),
         ];
-        for (name, args, now, starts_on, zone, duration, until) in cases {
+        for (name, args, now, starts_on, zone, duration) in cases {
             let got = build(args, now).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert_eq!(got.starts_on, d(starts_on), "{name}");
             assert_eq!(got.time_zone, zone, "{name}");
             assert_eq!(got.duration_minutes, duration, "{name}");
-            assert_eq!(got.until, until.map(d), "{name}");
+            assert_eq!(got.until, args.5.map(d), "{name}");
         }
     }
 
     #[test]
     fn rhythm_errors() {
-        let now = monday_morning();
+        use RhythmError::{
+            BadDate, BadDuration, BadTime, NotAWeekday, UnknownCadence, UnknownTimeZone,
+        };
         let e = |s: &str| s.to_owned();
+        #[rustfmt::skip]
         let cases: Vec<(Args<'_>, RhythmError)> = vec![
-            (
-                ("daily", "tue", "15:00", None, None, None),
-                RhythmError::UnknownCadence(e("daily")),
-            ),
-            (
-                ("fortnightly", "tue", "15:00", None, None, None),
-                RhythmError::UnknownCadence(e("fortnightly")),
-            ),
-            (
-                ("weekly", "sat", "15:00", None, None, None),
-                RhythmError::NotAWeekday(e("sat")),
-            ),
-            (
-                ("weekly", "Sunday", "15:00", None, None, None),
-                RhythmError::NotAWeekday(e("Sunday")),
-            ),
-            (
-                ("weekly", "blursday", "15:00", None, None, None),
-                RhythmError::NotAWeekday(e("blursday")),
-            ),
-            (
-                ("weekly", "15:00", "tue", None, None, None),
-                RhythmError::NotAWeekday(e("15:00")),
-            ),
-            (
-                ("weekly", "tue", "25:00", None, None, None),
-                RhythmError::BadTime(e("25:00")),
-            ),
-            (
-                ("weekly", "tue", "24:00", None, None, None),
-                RhythmError::BadTime(e("24:00")),
-            ),
-            (
-                ("weekly", "tue", "9:7", None, None, None),
-                RhythmError::BadTime(e("9:7")),
-            ),
-            (
-                ("weekly", "tue", "09:60", None, None, None),
-                RhythmError::BadTime(e("09:60")),
-            ),
-            (
-                ("weekly", "tue", "noon", None, None, None),
-                RhythmError::BadTime(e("noon")),
-            ),
-            (
-                ("weekly", "tue", "15:00:00", None, None, None),
-                RhythmError::BadTime(e("15:00:00")),
-            ),
-            (
-                ("weekly", "tue", "3:00pm", None, None, None),
-                RhythmError::BadTime(e("3:00pm")),
-            ),
-            (
-                ("weekly", "tue", "+1:00", None, None, None),
-                RhythmError::BadTime(e("+1:00")),
-            ),
-            (
-                ("weekly", "tue", "1500", None, None, None),
-                RhythmError::BadTime(e("1500")),
-            ),
-            (
-                ("weekly", "tue", "15:00", Some("Mars/Olympus"), None, None),
-                RhythmError::UnknownTimeZone(e("Mars/Olympus")),
-            ),
-            (
-                ("weekly", "tue", "15:00", Some("+02:00"), None, None),
-                RhythmError::UnknownTimeZone(e("+02:00")),
-            ),
-            (
-                ("weekly", "tue", "15:00", None, Some("5"), None),
-                RhythmError::BadDuration(e("5")),
-            ),
-            (
-                ("weekly", "tue", "15:00", None, Some("241"), None),
-                RhythmError::BadDuration(e("241")),
-            ),
-            (
-                ("weekly", "tue", "15:00", None, Some("half an hour"), None),
-                RhythmError::BadDuration(e("half an hour")),
-            ),
-            (
-                ("weekly", "tue", "15:00", None, Some("-30"), None),
-                RhythmError::BadDuration(e("-30")),
-            ),
-            (
-                ("weekly", "tue", "15:00", None, None, Some("2027-02-30")),
-                RhythmError::BadDate(e("2027-02-30")),
-            ),
-            (
-                ("weekly", "tue", "15:00", None, None, Some("30/06/2027")),
-                RhythmError::BadDate(e("30/06/2027")),
-            ),
-            (
-                ("weekly", "tue", "15:00", None, None, Some("20270630")),
-                RhythmError::BadDate(e("20270630")),
-            ),
-            (
-                ("weekly", "tue", "15:00", None, None, Some("2027-6-30")),
-                RhythmError::BadDate(e("2027-6-30")),
-            ),
-            (
-                ("weekly", "tue", "15:00", None, None, Some("2027-06-30-01")),
-                RhythmError::BadDate(e("2027-06-30-01")),
-            ),
-            (
-                (
-                    "weekly",
-                    "tue",
-                    "15:00",
-                    None,
-                    None,
-                    Some("2027-06-30T00:00"),
-                ),
-                RhythmError::BadDate(e("2027-06-30T00:00")),
-            ),
+            (("daily", "tue", "15:00", None, None, None), UnknownCadence(e("daily"))),
+            (("fortnightly", "tue", "15:00", None, None, None), UnknownCadence(e("fortnightly"))),
+            (("weekly", "sat", "15:00", None, None, None), NotAWeekday(e("sat"))),
+            (("weekly", "Sunday", "15:00", None, None, None), NotAWeekday(e("Sunday"))),
+            (("weekly", "blursday", "15:00", None, None, None), NotAWeekday(e("blursday"))),
+            (("weekly", "15:00", "tue", None, None, None), NotAWeekday(e("15:00"))),
+            (("weekly", "tue", "25:00", None, None, None), BadTime(e("25:00"))),
+            (("weekly", "tue", "24:00", None, None, None), BadTime(e("24:00"))),
+            (("weekly", "tue", "9:7", None, None, None), BadTime(e("9:7"))),
+            (("weekly", "tue", "09:60", None, None, None), BadTime(e("09:60"))),
+            (("weekly", "tue", "noon", None, None, None), BadTime(e("noon"))),
+            (("weekly", "tue", "15:00:00", None, None, None), BadTime(e("15:00:00"))),
+            (("weekly", "tue", "3:00pm", None, None, None), BadTime(e("3:00pm"))),
+            (("weekly", "tue", "+1:00", None, None, None), BadTime(e("+1:00"))),
+            (("weekly", "tue", "1500", None, None, None), BadTime(e("1500"))),
+            (("weekly", "tue", "15:00", Some("Mars/Olympus"), None, None), UnknownTimeZone(e("Mars/Olympus"))),
+            (("weekly", "tue", "15:00", Some("+02:00"), None, None), UnknownTimeZone(e("+02:00"))),
+            (("weekly", "tue", "15:00", None, Some("5"), None), BadDuration(e("5"))),
+            (("weekly", "tue", "15:00", None, Some("241"), None), BadDuration(e("241"))),
+            (("weekly", "tue", "15:00", None, Some("half an hour"), None), BadDuration(e("half an hour"))),
+            (("weekly", "tue", "15:00", None, Some("-30"), None), BadDuration(e("-30"))),
+            (("weekly", "tue", "15:00", None, None, Some("2027-02-30")), BadDate(e("2027-02-30"))),
+            (("weekly", "tue", "15:00", None, None, Some("30/06/2027")), BadDate(e("30/06/2027"))),
+            (("weekly", "tue", "15:00", None, None, Some("20270630")), BadDate(e("20270630"))),
+            (("weekly", "tue", "15:00", None, None, Some("2027-6-30")), BadDate(e("2027-6-30"))),
+            (("weekly", "tue", "15:00", None, None, Some("2027-06-30-01")), BadDate(e("2027-06-30-01"))),
+            (("weekly", "tue", "15:00", None, None, Some("2027-06-30T00:00")), BadDate(e("2027-06-30T00:00"))),
             (
                 ("weekly", "tue", "15:00", None, None, Some("2026-12-31")),
-                RhythmError::UntilInPast {
-                    until: e("2026-12-31"),
-                    today: e("2027-01-04"),
-                },
+                RhythmError::UntilInPast { until: e("2026-12-31"), today: e("2027-01-04") },
             ),
             (
                 ("weekly", "tue", "15:00", None, None, Some("2027-01-04")),
-                RhythmError::UntilBeforeFirst {
-                    until: e("2027-01-04"),
-                    first: e("2027-01-05"),
-                },
+                RhythmError::UntilBeforeFirst { until: e("2027-01-04"), first: e("2027-01-05") },
             ),
             (
                 ("weekly", "mon", "08:00", None, None, Some("2027-01-04")),
-                RhythmError::UntilBeforeFirst {
-                    until: e("2027-01-04"),
-                    first: e("2027-01-11"),
-                },
+                RhythmError::UntilBeforeFirst { until: e("2027-01-04"), first: e("2027-01-11") },
             ),
         ];
         for (args, expected) in cases {
-            assert_eq!(build(args, now), Err(expected), "{args:?}");
+            assert_eq!(build(args, monday_morning()), Err(expected), "{args:?}");
         }
     }
 
     #[test]
     fn an_invalid_default_zone_is_reported() {
+        let now = monday_morning();
         let got = rhythm(
             "weekly",
             "tue",
@@ -1278,7 +829,7 @@ mod tests {
             None,
             None,
             "Nowhere/Land",
-            monday_morning(),
+            now,
         );
         assert_eq!(
             got,
@@ -1287,28 +838,16 @@ mod tests {
     }
 
     #[test]
-    fn error_messages_name_the_rule() {
-        assert_eq!(
-            RhythmError::NotAWeekday("sat".to_owned()).to_string(),
-            "`sat` is not a weekday: syncs run Monday to Friday (mon, tue, wed, thu or fri)"
-        );
-        assert_eq!(
-            RhythmError::BadDuration("5".to_owned()).to_string(),
-            "`5` is not a sync length: use whole minutes from 15 to 240, such as 30"
-        );
-        assert_eq!(
-            RhythmError::UntilInPast {
-                until: "2026-12-31".to_owned(),
-                today: "2027-01-04".to_owned()
-            }
-            .to_string(),
-            "until:2026-12-31 is in the past (today is 2027-01-04)"
-        );
-    }
-
-    #[test]
     fn patterned_recurrence_exact_json() {
         use Cadence::{Biweekly, Monthly, Weekly};
+        let friday_ny = r(
+            Biweekly,
+            Weekday::Friday,
+            "09:30",
+            "America/New_York",
+            "2027-01-08",
+            None,
+        );
         let cases: Vec<(&str, SyncRhythm, Value)> = vec![
             (
                 "weekly, no end",
@@ -1328,14 +867,7 @@ mod tests {
             ),
             (
                 "biweekly, no end",
-                r(
-                    Biweekly,
-                    Weekday::Friday,
-                    "09:30",
-                    "America/New_York",
-                    "2027-01-08",
-                    None,
-                ),
+                friday_ny,
                 json!({
                     "pattern": { "type": "weekly", "interval": 2, "daysOfWeek": ["friday"], "firstDayOfWeek": "monday" },
                     "range": { "type": "noEnd", "startDate": "2027-01-08", "recurrenceTimeZone": "America/New_York" }
@@ -1369,7 +901,7 @@ mod tests {
         for (name, rhythm, expected) in cases {
             let got = rhythm.patterned_recurrence();
             assert_eq!(got, expected, "{name}");
-            assert_valid_recurrence(&got).unwrap_or_else(|errors| panic!("{name}: {errors:#?}"));
+            check_schema(&got).unwrap_or_else(|errors| panic!("{name}: {errors:#?}"));
         }
     }
 
@@ -1380,18 +912,19 @@ mod tests {
             json!({ "pattern": { "type": "monthly", "interval": 1 } }),
             json!({ "pattern": { "type": "weekly", "interval": "2" } }),
             json!({ "pattern": { "type": "weekly", "dayOfWeek": ["tuesday"] } }),
+            json!({ "pattern": { "type": "relativeMonthly", "index": "fifth" } }),
             json!({ "range": { "type": "endDate", "startDate": "2027-1-5" } }),
             json!({ "range": { "type": "noEnd", "startDate": "2027-01-05", "timeZone": "UTC" } }),
             json!({ "recurrence": {} }),
         ];
         for body in bad {
-            assert!(assert_valid_recurrence(&body).is_err(), "{body}");
+            assert!(check_schema(&body).is_err(), "{body}");
         }
     }
 
-    /// Validates against `microsoft.graph.patternedRecurrence` of the Graph OpenAPI subset, with every
-    /// component closed (as `tests/api/helpers.rs` does) so a misspelt property fails too.
-    fn assert_valid_recurrence(body: &Value) -> Result<(), Vec<String>> {
+    /// Validates against `microsoft.graph.patternedRecurrence` in the Graph OpenAPI subset, with every
+    /// component closed, as `tests/api/helpers.rs` does, so a misspelt property fails too.
+    fn check_schema(body: &Value) -> Result<(), Vec<String>> {
         let doc: Value = serde_json::from_str(include_str!(
             "../../tests/schemas/graph-openapi-subset.json"
         ))
@@ -1422,73 +955,42 @@ mod tests {
     #[test]
     fn first_event_times_table() {
         use Cadence::{Monthly, Weekly};
-        let pair = |a: &str, b: &str| (a.to_owned(), b.to_owned());
         let mut long = berlin_tue(Weekly, "2027-01-05", None);
         long.duration_minutes = 90;
-        let cases: Vec<(&str, SyncRhythm, ((String, String), (String, String)))> = vec![
-            (
-                "weekly",
-                berlin_tue(Weekly, "2027-01-05", None),
-                (
-                    pair("2027-01-05T15:00:00", "Europe/Berlin"),
-                    pair("2027-01-05T15:30:00", "Europe/Berlin"),
-                ),
-            ),
-            (
-                "duration",
-                long,
-                (
-                    pair("2027-01-05T15:00:00", "Europe/Berlin"),
-                    pair("2027-01-05T16:30:00", "Europe/Berlin"),
-                ),
-            ),
-            (
-                "monthly",
-                berlin_tue(Monthly, "2027-03-30", None),
-                (
-                    pair("2027-03-30T15:00:00", "Europe/Berlin"),
-                    pair("2027-03-30T15:30:00", "Europe/Berlin"),
-                ),
-            ),
-            (
-                "ends after midnight",
-                r(
-                    Weekly,
-                    Weekday::Thursday,
-                    "23:45",
-                    "Africa/Cairo",
-                    "2027-10-21",
-                    None,
-                ),
-                (
-                    pair("2027-10-21T23:45:00", "Africa/Cairo"),
-                    pair("2027-10-22T00:15:00", "Africa/Cairo"),
-                ),
-            ),
-            (
-                "a start in a DST gap stays the nominal wall time",
-                r(
-                    Weekly,
-                    Weekday::Friday,
-                    "02:30",
-                    "Asia/Jerusalem",
-                    "2027-03-26",
-                    None,
-                ),
-                (
-                    pair("2027-03-26T02:30:00", "Asia/Jerusalem"),
-                    pair("2027-03-26T03:00:00", "Asia/Jerusalem"),
-                ),
-            ),
+        let late = r(
+            Weekly,
+            Weekday::Thursday,
+            "23:45",
+            "Africa/Cairo",
+            "2027-10-21",
+            None,
+        );
+        let in_gap = r(
+            Weekly,
+            Weekday::Friday,
+            "02:30",
+            "Asia/Jerusalem",
+            "2027-03-26",
+            None,
+        );
+        #[rustfmt::skip]
+        let cases: Vec<(&str, SyncRhythm, [&str; 3])> = vec![
+            ("weekly", berlin_tue(Weekly, "2027-01-05", None), ["2027-01-05T15:00:00", "2027-01-05T15:30:00", "Europe/Berlin"]),
+            ("90 minutes", long, ["2027-01-05T15:00:00", "2027-01-05T16:30:00", "Europe/Berlin"]),
+            ("monthly", berlin_tue(Monthly, "2027-03-30", None), ["2027-03-30T15:00:00", "2027-03-30T15:30:00", "Europe/Berlin"]),
+            ("ends after midnight", late, ["2027-10-21T23:45:00", "2027-10-22T00:15:00", "Africa/Cairo"]),
+            ("a start in a DST gap keeps its wall time", in_gap, ["2027-03-26T02:30:00", "2027-03-26T03:00:00", "Asia/Jerusalem"]),
         ];
-        for (name, rhythm, expected) in cases {
+        for (name, rhythm, [start, end, zone]) in cases {
+            let expected = (
+                (start.to_owned(), zone.to_owned()),
+                (end.to_owned(), zone.to_owned()),
+            );
             assert_eq!(rhythm.first_event_times(), expected, "{name}");
-            let (start, _) = rhythm.first_event_times();
-            let range_start = rhythm.patterned_recurrence()["range"]["startDate"].clone();
             assert_eq!(
-                Some(&start.0[..10]),
-                range_start.as_str(),
-                "{name}: startDate must be the date of start"
+                rhythm.patterned_recurrence()["range"]["startDate"],
+                json!(&start[..10]),
+                "{name}: Graph needs startDate to be the date of start"
             );
         }
     }
@@ -1496,20 +998,21 @@ mod tests {
     #[test]
     fn describe_table() {
         use Cadence::{Biweekly, Monthly, Weekly};
+        let ny = r(
+            Weekly,
+            Weekday::Monday,
+            "9:05",
+            "America/New_York",
+            "2027-01-04",
+            None,
+        );
         let cases = [
             (
                 berlin_tue(Biweekly, "2027-01-05", Some("2027-06-30")),
                 "Every 2 weeks on Tuesday at 15:00 (Europe/Berlin), 30 min, until 30 Jun 2027",
             ),
             (
-                r(
-                    Weekly,
-                    Weekday::Monday,
-                    "9:05",
-                    "America/New_York",
-                    "2027-01-04",
-                    None,
-                ),
+                ny,
                 "Every week on Monday at 09:05 (America/New_York), 30 min",
             ),
             (
@@ -1524,6 +1027,18 @@ mod tests {
         for (rhythm, expected) in cases {
             assert_eq!(rhythm.describe(), expected);
         }
+    }
+
+    #[test]
+    fn error_messages_name_the_rule() {
+        assert_eq!(
+            RhythmError::NotAWeekday("sat".to_owned()).to_string(),
+            "`sat` is not a weekday: syncs run Monday to Friday (mon, tue, wed, thu or fri)"
+        );
+        assert_eq!(
+            RhythmError::BadDuration("5".to_owned()).to_string(),
+            "`5` is not a sync length: use whole minutes from 15 to 240, such as 30"
+        );
     }
 
     #[test]
@@ -1543,14 +1058,17 @@ mod tests {
             })
         );
         assert_eq!(
-            serde_json::from_value::<SyncRhythm>(stored).unwrap(),
+            serde_json::from_value::<SyncRhythm>(stored.clone()).unwrap(),
             rhythm
         );
-        let bad = json!({
-            "cadence": "daily", "weekday": "tuesday", "time": "15:00:00", "time_zone": "UTC",
-            "duration_minutes": 30, "starts_on": "2027-01-05", "until": null,
-        });
-        assert!(serde_json::from_value::<SyncRhythm>(bad).is_err());
+        for (field, bad) in [("cadence", "daily"), ("weekday", "someday")] {
+            let mut stored = stored.clone();
+            stored[field] = json!(bad);
+            assert!(
+                serde_json::from_value::<SyncRhythm>(stored).is_err(),
+                "{field}"
+            );
+        }
     }
 
     #[test]

@@ -102,6 +102,7 @@ async fn receive(
         store: state.store.as_ref(),
         templates: state.templates.as_ref(),
         leads: &state.leads,
+        default_tz: &state.settings.fasttrack.time_zone,
         now: state.clock.now(),
         max_attempts: state.settings.jobs.max_attempts,
     };

@@ -126,6 +126,21 @@ pub enum Effect {
         id: i64,
         conversation_id: String,
     },
+    /// Create (or re-pattern) the Field team sync series for rhythm `version`.
+    ScheduleSync {
+        engagement_id: i64,
+        version: i64,
+    },
+    /// Before a sync: the open follow-up items; plans the next one.
+    SyncReminder {
+        engagement_id: i64,
+        version: i64,
+        occurrence: i64,
+    },
+    /// The series' attendees follow the roster.
+    UpdateSyncAttendees {
+        engagement_id: i64,
+    },
     /// The day before the intro meeting: the prep checklist in the engagement's channel.
     PrepReminder {
         engagement_id: i64,
@@ -247,6 +262,9 @@ impl Effect {
             Effect::NotifyLeads { .. } => "fta_notify_leads",
             Effect::FtaReminder { .. } => "fta_reminder",
             Effect::PrepReminder { .. } => "prep_reminder",
+            Effect::ScheduleSync { .. } => "sync_schedule",
+            Effect::SyncReminder { .. } => "sync_reminder",
+            Effect::UpdateSyncAttendees { .. } => "sync_attendees",
         }
     }
 
@@ -289,7 +307,11 @@ impl Effect {
                 conversation_id, ..
             } => Some(format!("conv:{}", base_conversation(conversation_id))),
             // A reminder waits for its time; it must not hold the conversation's other effects back.
-            Effect::FtaReminder { .. } | Effect::PrepReminder { .. } => None,
+            Effect::FtaReminder { .. }
+            | Effect::PrepReminder { .. }
+            | Effect::ScheduleSync { .. }
+            | Effect::SyncReminder { .. }
+            | Effect::UpdateSyncAttendees { .. } => None,
         }
     }
 
@@ -331,6 +353,18 @@ impl Effect {
                 engagement_id,
                 invite_id,
             } => super::invite::prep_reminder(ctx, key, *engagement_id, *invite_id).await,
+            Effect::ScheduleSync {
+                engagement_id,
+                version,
+            } => super::sync::schedule(ctx, key, *engagement_id, *version).await,
+            Effect::SyncReminder {
+                engagement_id,
+                version,
+                occurrence,
+            } => super::sync::remind(ctx, key, *engagement_id, *version, *occurrence).await,
+            Effect::UpdateSyncAttendees { engagement_id } => {
+                super::sync::update_attendees(ctx, *engagement_id).await
+            }
             Effect::ConnectorSend {
                 service_url,
                 conversation_id,
@@ -478,7 +512,15 @@ impl Effect {
                         member,
                         by: requested_by.clone(),
                     }],
-                    jobs: vec![send_job(ctx, key, reply, card_activity(card), None)],
+                    jobs: vec![
+                        send_job(ctx, key, reply, card_activity(card), None),
+                        super::sync::attendees_job(
+                            ctx.clock.now(),
+                            ctx.max_attempts,
+                            *engagement_id,
+                            key,
+                        ),
+                    ],
                 }
             }
         }

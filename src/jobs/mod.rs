@@ -10,6 +10,7 @@
 mod effect;
 pub mod fta;
 mod invite;
+pub mod sync;
 mod worker;
 
 pub use effect::{

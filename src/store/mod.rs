@@ -133,6 +133,13 @@ pub enum Change {
         request: Box<FtaRequestRecord>,
         audit: FtaAuditRecord,
     },
+    /// Sets an engagement's Field team sync (scheduled series or joined link); the version grows by one.
+    SetSyncSeries {
+        engagement_id: i64,
+        kind: String,
+        data: Value,
+        by: String,
+    },
     /// Moves a request to a new state only if it is still at `expected_version` (else
     /// `StoreError::Conflict`), with the audit row saying who, when and why.
     TransitionFtaRequest {
@@ -144,6 +151,17 @@ pub enum Change {
         info_ask: Option<String>,
         audit: FtaAuditRecord,
     },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyncSeries {
+    pub engagement_id: i64,
+    /// `scheduled` or `joined`.
+    pub kind: String,
+    pub data: Value,
+    pub version: i64,
+    pub updated_by: String,
+    pub updated_at: Millis,
 }
 
 /// A FastTrack Architect request as stored; the domain (`domain::fta`) reads `details` and `status`.
@@ -465,6 +483,8 @@ pub trait Store: Send + Sync + 'static {
     async fn graph_outbox(&self, limit: u32) -> Result<Vec<OutboxCall>, StoreError>;
 
     async fn fta_request(&self, id: i64) -> Result<Option<FtaRequestRecord>, StoreError>;
+
+    async fn sync_series(&self, engagement_id: i64) -> Result<Option<SyncSeries>, StoreError>;
 
     async fn fta_request_by_key(&self, key: &str) -> Result<Option<FtaRequestRecord>, StoreError>;
 

@@ -10,8 +10,8 @@ use super::{
     CONVERSATION_COLUMNS, CardRef, Change, Commit, ConversationRef, ConversationRow,
     ENGAGEMENT_COLUMNS, Engagement, EngagementRow, FTA_COLUMNS, FtaAuditRecord, FtaAuditRow,
     FtaFilter, FtaRequestRecord, FtaRow, InboundKey, InviteRecord, JOB_COLUMNS, Job, JobRow,
-    JobStatus, NewJob, OutboxCall, PrepTick, StoreError, StoredConversation, SyncNotesRecord, clip,
-    new_id, person_key, roster_member,
+    JobStatus, NewJob, OutboxCall, PrepTick, StoreError, StoredConversation, SyncNotesRecord,
+    SyncSeries, clip, new_id, person_key, roster_member,
 };
 use crate::clock::Millis;
 use crate::domain::engagement::PrepItem;

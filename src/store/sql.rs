@@ -147,6 +147,14 @@ pub(super) const INSERT_FTA_AUDIT: &str = "INSERT INTO fta_audit \
 pub(super) const SELECT_FTA_AUDIT: &str = "SELECT at, who, who_id, action, from_status, to_status, detail \
      FROM fta_audit WHERE request_id = $1 ORDER BY id";
 
+pub(super) const UPSERT_SYNC_SERIES: &str = "INSERT INTO sync_series \
+     (engagement_id, kind, data, version, updated_by, updated_at) VALUES ($1, $2, $3, 1, $4, $5) \
+     ON CONFLICT (engagement_id) DO UPDATE SET kind = excluded.kind, data = excluded.data, \
+     version = sync_series.version + 1, updated_by = excluded.updated_by, updated_at = excluded.updated_at";
+
+pub(super) const SELECT_SYNC_SERIES: &str = "SELECT engagement_id, kind, data, version, updated_by, \
+     updated_at FROM sync_series WHERE engagement_id = $1";
+
 /// Expands to a full `Store` implementation for one backend.
 macro_rules! impl_store {
     ($store:ident, $db:ty, $name:literal, $skip_locked:expr) => {
@@ -529,6 +537,22 @@ macro_rules! impl_store {
                 Ok(())
             }
 
+            async fn sync_series(&self, engagement_id: i64) -> Result<Option<SyncSeries>, StoreError> {
+                let row: Option<(i64, String, String, i64, String, i64)> =
+                    sqlx::query_as(sql::SELECT_SYNC_SERIES)
+                        .bind(engagement_id)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                Ok(row.map(|(engagement_id, kind, data, version, updated_by, updated_at)| SyncSeries {
+                    engagement_id,
+                    kind,
+                    data: serde_json::from_str(&data).unwrap_or(serde_json::Value::Null),
+                    version,
+                    updated_by,
+                    updated_at,
+                }))
+            }
+
             async fn fta_request(&self, id: i64) -> Result<Option<FtaRequestRecord>, StoreError> {
                 let row: Option<FtaRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                     "SELECT {FTA_COLUMNS} FROM fta_requests WHERE id = $1"
@@ -812,6 +836,16 @@ macro_rules! impl_store {
                             )));
                         }
                         insert_fta_audit(tx, id, &audit).await?;
+                    }
+                    Change::SetSyncSeries { engagement_id, kind, data, by } => {
+                        sqlx::query(sql::UPSERT_SYNC_SERIES)
+                            .bind(engagement_id)
+                            .bind(&kind)
+                            .bind(data.to_string())
+                            .bind(&by)
+                            .bind(now)
+                            .execute(&mut **tx)
+                            .await?;
                     }
                     Change::RecordSyncNotes { engagement_id, notes, by } => {
                         sqlx::query(sql::INSERT_SYNC_NOTES)

@@ -16,4 +16,5 @@ mod operator_api;
 mod prep;
 mod replicas;
 mod store_contract;
+mod sync;
 mod webhook;
