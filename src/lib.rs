@@ -24,6 +24,7 @@ pub mod http;
 pub mod jobs;
 pub mod leads;
 pub mod local_connector;
+pub mod package;
 pub mod store;
 pub mod telemetry;
 pub mod templates;

@@ -1,4 +1,5 @@
-//! The command line: `serve`, `migrate`, `print-config`. Everything else lives in the library.
+//! The command line: `serve`, `migrate`, `print-config`, `doctor`, `outbox`, `package`, `local-connector`.
+//! Everything else lives in the library.
 
 use std::process::ExitCode;
 
@@ -36,6 +37,25 @@ enum Command {
         /// Print each call's JSON body too.
         #[arg(long)]
         bodies: bool,
+    },
+    /// Build the Teams app package (manifest.json, color.png, outline.png) from manifest/ and the
+    /// configuration, validated against the manifest schema v1.25 before it is written.
+    Package {
+        /// Where to write the zip.
+        #[arg(long, default_value = "fieldbot-teams.zip")]
+        out: std::path::PathBuf,
+        /// The app version in the manifest (MAJOR.MINOR.PATCH); raise it for every upload of a change.
+        #[arg(long, default_value = fieldbot::package::DEFAULT_VERSION)]
+        version: String,
+        /// The Teams app id (a GUID). Default: derived from bot.app_id, the same on every run.
+        #[arg(long)]
+        app_id: Option<String>,
+        /// The bot's Entra app id, instead of bot.app_id (so packaging needs no bot secret).
+        #[arg(long)]
+        bot_app_id: Option<String>,
+        /// fieldbot's public URL (for validDomains), instead of signin.public_base_url.
+        #[arg(long)]
+        public_base_url: Option<String>,
     },
     /// Run a stand-in Bot Connector on loopback that prints what the bot sends (for local mode).
     LocalConnector {
@@ -87,6 +107,22 @@ async fn main() -> ExitCode {
         }
         Command::Outbox { limit, bodies } => outbox(&settings, limit, bodies).await,
         Command::Serve => serve(settings).await,
+        Command::Package {
+            out,
+            version,
+            app_id,
+            bot_app_id,
+            public_base_url,
+        } => package(
+            settings,
+            fieldbot::package::PackageOptions {
+                out,
+                version,
+                app_id,
+            },
+            bot_app_id,
+            public_base_url,
+        ),
         Command::LocalConnector { .. } => Ok(()),
     };
     match result {
@@ -119,6 +155,28 @@ async fn outbox(settings: &Settings, limit: u32, bodies: bool) -> anyhow::Result
             println!("{}", serde_json::to_string_pretty(body).unwrap_or_default());
         }
     }
+    Ok(())
+}
+
+fn package(
+    mut settings: Settings,
+    opts: fieldbot::package::PackageOptions,
+    bot_app_id: Option<String>,
+    public_base_url: Option<String>,
+) -> anyhow::Result<()> {
+    if let Some(id) = bot_app_id {
+        settings.bot.app_id = id;
+    }
+    if let Some(url) = public_base_url {
+        settings.signin.public_base_url = url;
+    }
+    let summary = fieldbot::package::package(&settings, &opts)?;
+    println!(
+        "wrote {} (Teams app id {}, {} commands): upload it in the Teams admin center or sideload it",
+        summary.path.display(),
+        summary.app_id,
+        summary.commands
+    );
     Ok(())
 }
 

@@ -290,21 +290,22 @@ pub struct CommandSpec {
 
 /// Every chat command, in the order the help card shows them.
 pub static COMMANDS: &[CommandSpec] = &[
+    // Most used first: the Teams manifest lists the first twelve (its limit).
     help::SPEC,
     roles::SPEC,
     engagement::SPEC,
     engagement::SPEC_SHOW,
     team::SPEC,
     team::SPEC_ADD,
-    team::SPEC_REMOVE,
     prep::SPEC,
     invite::SPEC,
     sync::SPEC_NOTES,
     sync_schedule::SPEC_SCHEDULE,
-    sync_schedule::SPEC_JOIN,
-    sync_schedule::SPEC_SHOW,
     fta_spec(0),
     fta_spec(1),
+    team::SPEC_REMOVE,
+    sync_schedule::SPEC_JOIN,
+    sync_schedule::SPEC_SHOW,
     fta_spec(2),
     fta_spec(3),
     fta_spec(4),

@@ -4,6 +4,7 @@
 mod auth;
 mod commands;
 mod dashboard;
+mod deploy;
 mod doctor;
 mod engagement;
 mod fta;
