@@ -118,6 +118,20 @@ async fn load(
     Ok(engagement.zip(invite))
 }
 
+/// The engagement and invite a step works on, if the invite is in the state the step expects; otherwise
+/// the step has nothing to do (it ran already, or the invite moved on).
+async fn load_in(
+    ctx: &EffectContext,
+    engagement_id: i64,
+    invite_id: i64,
+    state: &str,
+) -> Result<(Engagement, InviteRecord), EffectOutcome> {
+    match load(ctx, engagement_id, invite_id).await? {
+        Some((engagement, invite)) if invite.state == state => Ok((engagement, invite)),
+        _ => Err(nothing()),
+    }
+}
+
 fn nothing() -> EffectOutcome {
     EffectOutcome::Done {
         result: None,
@@ -133,14 +147,10 @@ pub async fn propose(
     engagement_id: i64,
     invite_id: i64,
 ) -> EffectOutcome {
-    let (engagement, invite) = match load(ctx, engagement_id, invite_id).await {
-        Ok(Some(found)) => found,
-        Ok(None) => return nothing(),
-        Err(failed) => return failed,
+    let (engagement, invite) = match load_in(ctx, engagement_id, invite_id, "planning").await {
+        Ok(found) => found,
+        Err(done) => return done,
     };
-    if invite.state != "planning" {
-        return nothing();
-    }
     let mut data = InviteData::from_record(&invite);
     let reply = data.reply.clone();
     let tell = |text: String| match &reply {
@@ -301,14 +311,10 @@ pub async fn draft(
     engagement_id: i64,
     invite_id: i64,
 ) -> EffectOutcome {
-    let (engagement, invite) = match load(ctx, engagement_id, invite_id).await {
-        Ok(Some(found)) => found,
-        Ok(None) => return nothing(),
-        Err(failed) => return failed,
+    let (engagement, invite) = match load_in(ctx, engagement_id, invite_id, "drafting").await {
+        Ok(found) => found,
+        Err(done) => return done,
     };
-    if invite.state != "drafting" {
-        return nothing();
-    }
     let mut data = InviteData::from_record(&invite);
     let reply = data.reply.clone();
     let mut record = invite.clone();
@@ -367,14 +373,10 @@ pub async fn create_event(
     engagement_id: i64,
     invite_id: i64,
 ) -> EffectOutcome {
-    let (engagement, invite) = match load(ctx, engagement_id, invite_id).await {
-        Ok(Some(found)) => found,
-        Ok(None) => return nothing(),
-        Err(failed) => return failed,
+    let (engagement, invite) = match load_in(ctx, engagement_id, invite_id, "sending").await {
+        Ok(found) => found,
+        Err(done) => return done,
     };
-    if invite.state != "sending" {
-        return nothing();
-    }
     let mut data = InviteData::from_record(&invite);
     let Some(slot) = data.chosen.and_then(|i| data.slots.get(i)).cloned() else {
         return nothing();
