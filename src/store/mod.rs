@@ -2,6 +2,7 @@
 //! scheme. Methods state their intent; each one that changes state does so in a single transaction, and the
 //! jobs an activity causes are written in the same transaction as the activity's de-duplication row.
 
+mod batch;
 mod postgres;
 mod sql;
 mod sqlite;

@@ -5,6 +5,7 @@ use std::str::FromStr;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
+use super::batch::Writer;
 use super::sql::{self, impl_store};
 use super::{
     CONVERSATION_COLUMNS, CardRef, Change, Commit, ConversationRef, ConversationRow,
@@ -18,6 +19,8 @@ use crate::domain::engagement::PrepItem;
 
 pub struct PostgresStore {
     pool: sqlx::PgPool,
+    /// This process's writes, group-committed; the pool's other connections serve reads.
+    writer: Writer<sqlx::Postgres>,
 }
 
 impl PostgresStore {
@@ -28,7 +31,10 @@ impl PostgresStore {
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self {
+            writer: Writer::start(pool.clone()),
+            pool,
+        })
     }
 }
 

@@ -38,18 +38,20 @@ pub(super) const INSERT_JOB: &str = "INSERT INTO jobs \
      VALUES ($1, $2, $3, $4, 'pending', 0, $5, $6, $7, $7) \
      ON CONFLICT (idempotency_key) DO NOTHING";
 
-/// A job is claimable when due (or its lease expired) and no older job with the same ordering key is still
-/// pending or running: one conversation's effects leave in the order they were caused.
+/// A job is claimable when due (a running job's `run_at` is its lease expiry, so an abandoned lease is due
+/// too) and it heads its ordering chain: no older job with the same ordering key is still live, so one
+/// conversation's effects leave in the order they were caused. Both tests use the partial indexes of live
+/// jobs (migration 0005), so neither walks the finished history.
 const CLAIMABLE: &str = "SELECT j.id FROM jobs j \
-     WHERE ((j.status = 'pending' AND j.run_at <= $3) OR (j.status = 'running' AND j.locked_until <= $3)) \
+     WHERE j.status IN ('pending', 'running') AND j.run_at <= $3 \
        AND NOT EXISTS (SELECT 1 FROM jobs p WHERE p.ordering_key = j.ordering_key AND p.id < j.id \
                        AND p.status IN ('pending', 'running')) \
      ORDER BY j.run_at, j.id LIMIT $4";
 
 pub(super) fn claim_sql(skip_locked: bool) -> String {
     format!(
-        "UPDATE jobs SET status = 'running', locked_by = $1, locked_until = $2, attempts = attempts + 1, \
-         updated_at = $3 WHERE id IN ({CLAIMABLE}{}) RETURNING {}",
+        "UPDATE jobs SET status = 'running', locked_by = $1, locked_until = $2, run_at = $2, \
+         attempts = attempts + 1, updated_at = $3 WHERE id IN ({CLAIMABLE}{}) RETURNING {}",
         if skip_locked {
             " FOR UPDATE SKIP LOCKED"
         } else {
@@ -71,8 +73,8 @@ pub(super) const FAIL_JOB: &str = "UPDATE jobs SET status = $3, last_error = $4,
 pub(super) const REQUEUE_JOB: &str = "UPDATE jobs SET status = 'pending', run_at = $2, attempts = 0, \
      updated_at = $2 WHERE id = $1 AND status IN ('dead', 'unconfirmed')";
 
-pub(super) const NEXT_DUE: &str = "SELECT MIN(CASE WHEN status = 'pending' THEN run_at ELSE locked_until END) \
-     FROM jobs WHERE status IN ('pending', 'running')";
+pub(super) const NEXT_DUE: &str =
+    "SELECT MIN(run_at) FROM jobs WHERE status IN ('pending', 'running')";
 
 pub(super) const JOB_COUNTS: &str = "SELECT status, COUNT(*) FROM jobs GROUP BY status";
 
@@ -191,39 +193,44 @@ macro_rules! impl_store {
                 jobs: Vec<NewJob>,
                 response: Option<String>,
             ) -> Result<Commit, StoreError> {
-                let mut tx = self.pool.begin().await?;
-                // The de-duplication row is written first: on SQLite that takes the write lock before any read,
-                // and on PostgreSQL a concurrent duplicate waits here for the first to commit.
-                if let Some(key) = key {
-                    let inserted = sqlx::query(sql::INSERT_INBOUND)
-                        .bind(&key.channel_id)
-                        .bind(&key.conversation_id)
-                        .bind(&key.activity_id)
-                        .bind(now)
-                        .bind(response.as_deref())
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected();
-                    if inserted == 0 {
-                        let row: Option<(Option<String>,)> = sqlx::query_as(sql::SELECT_INBOUND)
-                            .bind(&key.channel_id)
-                            .bind(&key.conversation_id)
-                            .bind(&key.activity_id)
-                            .fetch_optional(&mut *tx)
-                            .await?;
-                        tx.rollback().await?;
-                        return Ok(Commit::Duplicate {
-                            response: row.and_then(|r| r.0),
-                        });
-                    }
-                }
-                let mut all_jobs = jobs;
-                all_jobs.extend(apply_changes(&mut tx, changes, now).await?);
-                for job in &all_jobs {
-                    insert_job(&mut tx, job, now).await?;
-                }
-                tx.commit().await?;
-                Ok(Commit::Applied)
+                let key = key.cloned();
+                self.writer
+                    .write(move |tx| {
+                        Box::pin(async move {
+                            // The de-duplication row is written first: a duplicate (even one in the same batch)
+                            // is found before anything else is touched.
+                            if let Some(key) = &key {
+                                let inserted = sqlx::query(sql::INSERT_INBOUND)
+                                    .bind(&key.channel_id)
+                                    .bind(&key.conversation_id)
+                                    .bind(&key.activity_id)
+                                    .bind(now)
+                                    .bind(response.as_deref())
+                                    .execute(&mut **tx)
+                                    .await?
+                                    .rows_affected();
+                                if inserted == 0 {
+                                    let row: Option<(Option<String>,)> =
+                                        sqlx::query_as(sql::SELECT_INBOUND)
+                                            .bind(&key.channel_id)
+                                            .bind(&key.conversation_id)
+                                            .bind(&key.activity_id)
+                                            .fetch_optional(&mut **tx)
+                                            .await?;
+                                    return Ok(Commit::Duplicate {
+                                        response: row.and_then(|r| r.0),
+                                    });
+                                }
+                            }
+                            let mut all_jobs = jobs;
+                            all_jobs.extend(apply_changes(tx, changes, now).await?);
+                            for job in &all_jobs {
+                                insert_job(tx, job, now).await?;
+                            }
+                            Ok(Commit::Applied)
+                        })
+                    })
+                    .await
             }
 
             async fn conversation(
@@ -245,13 +252,20 @@ macro_rules! impl_store {
                 reason: &str,
                 now: Millis,
             ) -> Result<(), StoreError> {
-                sqlx::query(sql::MARK_CONVERSATION_DEAD)
-                    .bind(id)
-                    .bind(reason)
-                    .bind(now)
-                    .execute(&self.pool)
-                    .await?;
-                Ok(())
+                let (id, reason) = (id.to_owned(), reason.to_owned());
+                self.writer
+                    .write(move |tx| {
+                        Box::pin(async move {
+                            sqlx::query(sql::MARK_CONVERSATION_DEAD)
+                                .bind(&id)
+                                .bind(&reason)
+                                .bind(now)
+                                .execute(&mut **tx)
+                                .await?;
+                            Ok(())
+                        })
+                    })
+                    .await
             }
 
             async fn enqueue_jobs(
@@ -259,13 +273,17 @@ macro_rules! impl_store {
                 jobs: Vec<NewJob>,
                 now: Millis,
             ) -> Result<u64, StoreError> {
-                let mut tx = self.pool.begin().await?;
-                let mut inserted = 0;
-                for job in &jobs {
-                    inserted += insert_job(&mut tx, job, now).await?;
-                }
-                tx.commit().await?;
-                Ok(inserted)
+                self.writer
+                    .write(move |tx| {
+                        Box::pin(async move {
+                            let mut inserted = 0;
+                            for job in &jobs {
+                                inserted += insert_job(tx, job, now).await?;
+                            }
+                            Ok(inserted)
+                        })
+                    })
+                    .await
             }
 
             #[tracing::instrument(skip_all, fields(backend = $name, worker))]
@@ -276,14 +294,21 @@ macro_rules! impl_store {
                 lease_until: Millis,
                 limit: u32,
             ) -> Result<Vec<Job>, StoreError> {
-                let rows: Vec<JobRow> =
-                    sqlx::query_as(sqlx::AssertSqlSafe(sql::claim_sql($skip_locked)))
-                        .bind(worker)
-                        .bind(lease_until)
-                        .bind(now)
-                        .bind(i64::from(limit))
-                        .fetch_all(&self.pool)
-                        .await?;
+                let worker = worker.to_owned();
+                let rows: Vec<JobRow> = self
+                    .writer
+                    .write(move |tx| {
+                        Box::pin(async move {
+                            Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql::claim_sql($skip_locked)))
+                                .bind(&worker)
+                                .bind(lease_until)
+                                .bind(now)
+                                .bind(i64::from(limit))
+                                .fetch_all(&mut **tx)
+                                .await?)
+                        })
+                    })
+                    .await?;
                 let mut jobs = rows
                     .into_iter()
                     .map(Job::try_from)
@@ -302,27 +327,31 @@ macro_rules! impl_store {
                 now: Millis,
             ) -> Result<bool, StoreError> {
                 let result = result.map(|v| v.to_string());
-                let mut tx = self.pool.begin().await?;
-                let n = sqlx::query(sql::COMPLETE_JOB)
-                    .bind(id)
-                    .bind(worker)
-                    .bind(result)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                if n != 1 {
-                    // The lease was lost: whoever holds the job now will apply its outcome.
-                    tx.rollback().await?;
-                    return Ok(false);
-                }
-                let mut all_jobs = jobs;
-                all_jobs.extend(apply_changes(&mut tx, changes, now).await?);
-                for job in &all_jobs {
-                    insert_job(&mut tx, job, now).await?;
-                }
-                tx.commit().await?;
-                Ok(true)
+                let worker = worker.to_owned();
+                self.writer
+                    .write(move |tx| {
+                        Box::pin(async move {
+                            let n = sqlx::query(sql::COMPLETE_JOB)
+                                .bind(id)
+                                .bind(&worker)
+                                .bind(result)
+                                .bind(now)
+                                .execute(&mut **tx)
+                                .await?
+                                .rows_affected();
+                            if n != 1 {
+                                // The lease was lost: whoever holds the job now will apply its outcome.
+                                return Ok(false);
+                            }
+                            let mut all_jobs = jobs;
+                            all_jobs.extend(apply_changes(tx, changes, now).await?);
+                            for job in &all_jobs {
+                                insert_job(tx, job, now).await?;
+                            }
+                            Ok(true)
+                        })
+                    })
+                    .await
             }
 
             async fn retry_job(
@@ -333,16 +362,23 @@ macro_rules! impl_store {
                 error: &str,
                 now: Millis,
             ) -> Result<bool, StoreError> {
-                let n = sqlx::query(sql::RETRY_JOB)
-                    .bind(id)
-                    .bind(worker)
-                    .bind(run_at)
-                    .bind(clip(error))
-                    .bind(now)
-                    .execute(&self.pool)
-                    .await?
-                    .rows_affected();
-                Ok(n == 1)
+                let (worker, error) = (worker.to_owned(), clip(error));
+                self.writer
+                    .write(move |tx| {
+                        Box::pin(async move {
+                            let n = sqlx::query(sql::RETRY_JOB)
+                                .bind(id)
+                                .bind(&worker)
+                                .bind(run_at)
+                                .bind(&error)
+                                .bind(now)
+                                .execute(&mut **tx)
+                                .await?
+                                .rows_affected();
+                            Ok(n == 1)
+                        })
+                    })
+                    .await
             }
 
             async fn fail_job(
@@ -353,26 +389,39 @@ macro_rules! impl_store {
                 error: &str,
                 now: Millis,
             ) -> Result<bool, StoreError> {
-                let n = sqlx::query(sql::FAIL_JOB)
-                    .bind(id)
-                    .bind(worker)
-                    .bind(status.as_str())
-                    .bind(clip(error))
-                    .bind(now)
-                    .execute(&self.pool)
-                    .await?
-                    .rows_affected();
-                Ok(n == 1)
+                let (worker, error) = (worker.to_owned(), clip(error));
+                self.writer
+                    .write(move |tx| {
+                        Box::pin(async move {
+                            let n = sqlx::query(sql::FAIL_JOB)
+                                .bind(id)
+                                .bind(&worker)
+                                .bind(status.as_str())
+                                .bind(&error)
+                                .bind(now)
+                                .execute(&mut **tx)
+                                .await?
+                                .rows_affected();
+                            Ok(n == 1)
+                        })
+                    })
+                    .await
             }
 
             async fn requeue_job(&self, id: i64, now: Millis) -> Result<bool, StoreError> {
-                let n = sqlx::query(sql::REQUEUE_JOB)
-                    .bind(id)
-                    .bind(now)
-                    .execute(&self.pool)
-                    .await?
-                    .rows_affected();
-                Ok(n == 1)
+                self.writer
+                    .write(move |tx| {
+                        Box::pin(async move {
+                            let n = sqlx::query(sql::REQUEUE_JOB)
+                                .bind(id)
+                                .bind(now)
+                                .execute(&mut **tx)
+                                .await?
+                                .rows_affected();
+                            Ok(n == 1)
+                        })
+                    })
+                    .await
             }
 
             async fn next_job_due(&self) -> Result<Option<Millis>, StoreError> {
@@ -417,11 +466,17 @@ macro_rules! impl_store {
             }
 
             async fn prune_inbound(&self, before: Millis) -> Result<u64, StoreError> {
-                Ok(sqlx::query(sql::PRUNE_INBOUND)
-                    .bind(before)
-                    .execute(&self.pool)
-                    .await?
-                    .rows_affected())
+                self.writer
+                    .write(move |tx| {
+                        Box::pin(async move {
+                            Ok(sqlx::query(sql::PRUNE_INBOUND)
+                                .bind(before)
+                                .execute(&mut **tx)
+                                .await?
+                                .rows_affected())
+                        })
+                    })
+                    .await
             }
 
             async fn active_engagement(
@@ -527,14 +582,21 @@ macro_rules! impl_store {
                 body: Option<&serde_json::Value>,
                 now: Millis,
             ) -> Result<(), StoreError> {
-                sqlx::query(sql::INSERT_OUTBOX)
-                    .bind(method)
-                    .bind(path)
-                    .bind(body.map(|b| b.to_string()))
-                    .bind(now)
-                    .execute(&self.pool)
-                    .await?;
-                Ok(())
+                let (method, path, body) = (method.to_owned(), path.to_owned(), body.map(|b| b.to_string()));
+                self.writer
+                    .write(move |tx| {
+                        Box::pin(async move {
+                            sqlx::query(sql::INSERT_OUTBOX)
+                                .bind(&method)
+                                .bind(&path)
+                                .bind(body)
+                                .bind(now)
+                                .execute(&mut **tx)
+                                .await?;
+                            Ok(())
+                        })
+                    })
+                    .await
             }
 
             async fn sync_series(&self, engagement_id: i64) -> Result<Option<SyncSeries>, StoreError> {

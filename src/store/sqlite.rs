@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
+use super::batch::Writer;
 use super::sql::{self, impl_store};
 use super::{
     CONVERSATION_COLUMNS, CardRef, Change, Commit, ConversationRef, ConversationRow,
@@ -18,7 +19,10 @@ use crate::clock::Millis;
 use crate::domain::engagement::PrepItem;
 
 pub struct SqliteStore {
+    /// Readers only: WAL lets them run beside the writer.
     pool: sqlx::SqlitePool,
+    /// The one writing connection, fed by the group-commit writer.
+    writer: Writer<sqlx::Sqlite>,
 }
 
 impl SqliteStore {
@@ -40,12 +44,21 @@ impl SqliteStore {
                 )))
             })?;
         }
+        // One writing connection: SQLite has one write lock anyway, and waiting for it inside SQLite means
+        // the busy handler's sleeps; waiting in the writer's queue costs nothing.
+        let write_pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&write_pool).await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(max_connections.max(1))
-            .connect_with(options)
+            .connect_with(options.read_only(true))
             .await?;
-        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            writer: Writer::start(write_pool),
+        })
     }
 }
 
