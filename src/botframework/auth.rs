@@ -28,6 +28,8 @@ const LEEWAY_SECS: u64 = 300;
 const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Caps attacker-supplied text (kid, alg) that ends up in errors and therefore in logs.
 const MAX_ECHO_CHARS: usize = 64;
+const VERIFIED_TTL: Duration = Duration::from_secs(10 * 60);
+const VERIFIED_CAPACITY: u64 = 4096;
 const FETCHES_METRIC: &str = "fieldbot_jwks_fetches_total";
 
 /// Verifies Bot Framework bearer tokens. Cheap to clone; all clones share one key cache.
@@ -44,6 +46,10 @@ struct Inner {
     keys: moka::future::Cache<(), Arc<KeySet>>,
     /// Serialises refreshes so that concurrent misses share one fetch and the floor is respected.
     refresh: Mutex<RefreshState>,
+    /// Tokens already verified, with their `exp`. The Connector reuses one token for many activities, and
+    /// an RSA signature check is the largest CPU cost of an activity; the entry lives at most
+    /// [`VERIFIED_TTL`], which also bounds how long a token signed by a since-withdrawn key is accepted.
+    verified: moka::sync::Cache<String, (VerifiedToken, u64)>,
 }
 
 #[derive(Default)]
@@ -161,6 +167,11 @@ impl JwtValidator {
                     .max_capacity(1)
                     .build(),
                 refresh: Mutex::new(RefreshState::default()),
+                verified: moka::sync::Cache::builder()
+                    .name("botframework_verified_tokens")
+                    .max_capacity(VERIFIED_CAPACITY)
+                    .time_to_live(VERIFIED_TTL)
+                    .build(),
             }),
         }
     }
@@ -170,6 +181,17 @@ impl JwtValidator {
         authorization: Option<&str>,
     ) -> Result<VerifiedToken, AuthError> {
         let token = bearer_token(authorization)?;
+        if let Some((verified, exp)) = self.inner.verified.get(token) {
+            // Still unexpired, and its key still published: a withdrawn key ends its tokens at once.
+            let key_current = match self.inner.keys.get(&()).await {
+                Some(set) => set.keys.contains_key(&verified.kid),
+                None => false,
+            };
+            if key_current && unix_now() <= exp.saturating_add(LEEWAY_SECS) {
+                return Ok(verified);
+            }
+            self.inner.verified.invalidate(token);
+        }
         // Check the header ourselves before touching keys: `alg: none` cannot even be represented by
         // jsonwebtoken's `Algorithm`, and rejecting early keeps junk tokens from causing key fetches.
         let header = parse_header(token)?;
@@ -197,12 +219,18 @@ impl JwtValidator {
 
         let data = jsonwebtoken::decode::<Claims>(token, &key.key, &validation)
             .map_err(|e| AuthError::InvalidToken(kind_text(e.kind())))?;
-        Ok(VerifiedToken {
+        let verified = VerifiedToken {
             service_url: data.claims.serviceurl,
             endorsements: key.endorsements.clone(),
             tenant_id: data.claims.tid,
             kid,
-        })
+        };
+        if let Some(exp) = data.claims.exp {
+            self.inner
+                .verified
+                .insert(token.to_owned(), (verified.clone(), exp));
+        }
+        Ok(verified)
     }
 }
 
@@ -412,6 +440,14 @@ struct RawHeader {
 struct Claims {
     serviceurl: Option<String>,
     tid: Option<String>,
+    /// Required and checked by the validation; read here only to bound the verified-token cache.
+    exp: Option<u64>,
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// The parsing an unauthenticated caller controls — the Authorization header, the JWT header and the
@@ -572,9 +608,12 @@ mod tests {
         .unwrap()
     }
 
+    /// Each call mints distinct claims (a fresh `jti`), so a test token is verified in full unless the test
+    /// reuses the very same string on purpose.
     fn claims() -> Value {
         let now = now();
         json!({
+            "jti": uuid::Uuid::new_v4().to_string(),
             "iss": ISSUER,
             "aud": APP_ID,
             "exp": now + 300,
@@ -1069,6 +1108,24 @@ mod tests {
         fake.verify(&sign(KEY2_PEM, "k2", &claims())).await.unwrap();
         assert_eq!(fake.jwks_fetches().await, 3);
         let err = fake.verify(&k1_token()).await.unwrap_err();
+        assert!(matches!(err, AuthError::UnknownKey(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn a_reused_token_is_verified_once_and_dropped_with_its_key() {
+        let fake = Fake::start(vec![k1()]).await;
+        let token = k1_token();
+        fake.verify(&token).await.unwrap();
+        // Served from the verified cache: even a key endpoint that now fails is not needed.
+        fake.fail_keys(5).await;
+        fake.verify(&token).await.unwrap();
+        assert_eq!(fake.jwks_fetches().await, 1);
+
+        // The key is withdrawn: the cached token goes with it.
+        fake.serve_keys(vec![k2()], 4).await;
+        advance_clock(REFETCH_FLOOR).await;
+        fake.verify(&sign(KEY2_PEM, "k2", &claims())).await.unwrap();
+        let err = fake.verify(&token).await.unwrap_err();
         assert!(matches!(err, AuthError::UnknownKey(_)), "{err:?}");
     }
 

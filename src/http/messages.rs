@@ -106,12 +106,9 @@ async fn receive(
         now: state.clock.now(),
         max_attempts: state.settings.jobs.max_attempts,
     };
+    // A re-delivery is recognised by the commit itself (the de-duplication row is its first write), so the
+    // common case costs no extra read; a duplicate's re-decided outcome is discarded there.
     let key = inbound_key(&activity);
-    if let Some(key) = &key
-        && let Some(response) = state.store.activity_seen(key).await.map_err(unavailable)?
-    {
-        return Ok(duplicate(response));
-    }
     let lock = state.conversation_lock(activity.base_conversation_id().unwrap_or_default());
     let _in_order = lock.lock().await;
     // A conditional update that lost a race (two leads clicking at once) is decided again against the

@@ -53,12 +53,7 @@ impl Worker {
 
     /// Claims the jobs due now (up to the concurrency limit) and performs them; returns how many ran.
     pub async fn run_due(&self) -> Result<usize, StoreError> {
-        let now = self.clock.now();
-        let limit = u32::try_from(self.settings.concurrency).unwrap_or(u32::MAX);
-        let jobs = self
-            .store
-            .claim_jobs(&self.id, now, now + millis(self.settings.lease), limit)
-            .await?;
+        let jobs = self.claim(self.settings.concurrency).await?;
         let count = jobs.len();
         let mut running = JoinSet::new();
         for job in jobs {
@@ -66,9 +61,7 @@ impl Worker {
             running.spawn(async move { worker.execute(job).await });
         }
         while let Some(done) = running.join_next().await {
-            if let Err(e) = done {
-                tracing::error!(error = %e, "job task failed");
-            }
+            report_panic(done);
         }
         Ok(count)
     }
@@ -85,19 +78,40 @@ impl Worker {
         }
     }
 
-    /// The background loop: run what is due, then sleep until the next job is due, the poll interval
-    /// passes, or this process enqueues something.
+    /// The background loop. Jobs run side by side up to the concurrency limit and the loop tops up as soon
+    /// as one finishes, so one slow call (a Connector answering after seconds) holds one slot, not the
+    /// batch. When nothing more is due it sleeps until the next job is due, the poll interval passes, this
+    /// process enqueues something, or a running job finishes. On shutdown it stops claiming and lets the
+    /// running jobs finish (each has its own request timeout).
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
+        let mut running: JoinSet<()> = JoinSet::new();
         let mut last_prune: Option<Instant> = None;
+        let mut stopping = false;
         loop {
-            let ran = match self.run_due().await {
-                Ok(n) => n,
-                Err(e) => {
-                    tracing::warn!(error = %e, "claiming jobs failed; will retry");
-                    0
+            while let Some(done) = running.try_join_next() {
+                report_panic(done);
+            }
+            if stopping {
+                while let Some(done) = running.join_next().await {
+                    report_panic(done);
                 }
-            };
+                return;
+            }
+            let free = self.settings.concurrency.saturating_sub(running.len());
+            let mut saturated = false;
+            if free > 0 {
+                match self.claim(free).await {
+                    Ok(jobs) => {
+                        saturated = jobs.len() == free;
+                        for job in jobs {
+                            let worker = self.clone();
+                            running.spawn(async move { worker.execute(job).await });
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "claiming jobs failed; will retry"),
+                }
+            }
             if last_prune.is_none_or(|t| t.elapsed() > Duration::from_secs(3600)) {
                 last_prune = Some(Instant::now());
                 let before = self.clock.now() - millis(self.settings.dedup_retention);
@@ -105,22 +119,33 @@ impl Worker {
                     tracing::warn!(error = %e, "pruning inbound activity ids failed");
                 }
             }
-            if ran > 0 {
-                continue;
-            }
-            let wait = match self.store.next_job_due().await {
-                Ok(Some(due)) => {
-                    let ms = u64::try_from((due - self.clock.now()).max(0)).unwrap_or(0);
-                    Duration::from_millis(ms).min(self.settings.poll_interval)
-                }
-                _ => self.settings.poll_interval,
+            // Every slot is busy (or more is due than fits): only a finishing job frees room.
+            let wait = if saturated || free == 0 {
+                None
+            } else {
+                Some(match self.store.next_job_due().await {
+                    Ok(Some(due)) => {
+                        let ms = u64::try_from((due - self.clock.now()).max(0)).unwrap_or(0);
+                        Duration::from_millis(ms).min(self.settings.poll_interval)
+                    }
+                    _ => self.settings.poll_interval,
+                })
             };
             tokio::select! {
-                _ = &mut shutdown => return,
-                _ = self.notify.notified() => {}
-                _ = tokio::time::sleep(wait) => {}
+                _ = &mut shutdown => stopping = true,
+                Some(done) = running.join_next(), if !running.is_empty() => report_panic(done),
+                _ = self.notify.notified(), if wait.is_some() => {}
+                _ = tokio::time::sleep(wait.unwrap_or_default()), if wait.is_some() => {}
             }
         }
+    }
+
+    async fn claim(&self, limit: usize) -> Result<Vec<Job>, StoreError> {
+        let now = self.clock.now();
+        let limit = u32::try_from(limit).unwrap_or(u32::MAX);
+        self.store
+            .claim_jobs(&self.id, now, now + millis(self.settings.lease), limit)
+            .await
     }
 
     #[tracing::instrument(skip_all, fields(job.id = job.id, job.kind = %job.kind, job.attempt = job.attempts))]
@@ -259,5 +284,11 @@ impl Worker {
         {
             tracing::error!(error = %e, "recording a failed job failed");
         }
+    }
+}
+
+fn report_panic(done: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = done {
+        tracing::error!(error = %e, "job task failed");
     }
 }
