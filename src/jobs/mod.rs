@@ -27,10 +27,10 @@ use crate::store::NewJob;
 pub fn job(effect: &Effect, idempotency_key: String, now: Millis, max_attempts: u32) -> NewJob {
     NewJob {
         kind: effect.kind().to_string(),
-        payload: serde_json::to_value(effect).unwrap_or_else(|e| {
+        payload: serde_json::to_string(effect).unwrap_or_else(|e| {
             // Effects are plain data; `effects_round_trip_through_json` keeps this unreachable.
             tracing::error!(error = %e, kind = effect.kind(), "an effect could not be serialised");
-            serde_json::Value::Null
+            "null".to_owned()
         }),
         idempotency_key,
         ordering_key: effect.ordering_key(),

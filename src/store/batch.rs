@@ -26,6 +26,9 @@ const MAX_BATCH: usize = 256;
 
 pub(super) struct Writer<DB: Database> {
     queue: mpsc::UnboundedSender<Step<DB>>,
+    /// SQLite undoes a failed statement by itself and the transaction goes on, so a single-statement write
+    /// needs no savepoint there; on PostgreSQL any error poisons the transaction until rolled back to one.
+    statement_atomic: bool,
 }
 
 impl<DB: Database> Writer<DB>
@@ -33,14 +36,50 @@ where
     for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
 {
     /// Starts the writer task on `pool` (for SQLite a pool of one connection: the only writer).
-    pub(super) fn start(pool: Pool<DB>) -> Self {
+    pub(super) fn start(pool: Pool<DB>, statement_atomic: bool) -> Self {
         let (queue, steps) = mpsc::unbounded_channel();
         tokio::spawn(run(pool, steps));
-        Self { queue }
+        Self {
+            queue,
+            statement_atomic,
+        }
     }
 
-    /// Runs `write` in the next batch and returns its result once that batch committed.
+    /// Runs `write` in the next batch, inside its own savepoint, and returns its result once that batch
+    /// committed.
     pub(super) async fn write<T, F>(&self, write: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'t> FnOnce(&'t mut Tx<DB>) -> BoxFuture<'t, Result<T, StoreError>> + Send + 'static,
+    {
+        self.submit(true, write).await
+    }
+
+    /// Like [`Writer::write`] for a write that is one statement: no savepoint where the backend makes a
+    /// statement atomic by itself (two round trips fewer on the hot path of every job).
+    pub(super) async fn write_one<T, F>(&self, write: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'t> FnOnce(&'t mut Tx<DB>) -> BoxFuture<'t, Result<T, StoreError>> + Send + 'static,
+    {
+        self.submit(!self.statement_atomic, write).await
+    }
+
+    /// [`Writer::write`] when `multi_statement`, else [`Writer::write_one`].
+    pub(super) async fn write_as<T, F>(
+        &self,
+        multi_statement: bool,
+        write: F,
+    ) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'t> FnOnce(&'t mut Tx<DB>) -> BoxFuture<'t, Result<T, StoreError>> + Send + 'static,
+    {
+        self.submit(multi_statement || !self.statement_atomic, write)
+            .await
+    }
+
+    async fn submit<T, F>(&self, savepoint: bool, write: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: for<'t> FnOnce(&'t mut Tx<DB>) -> BoxFuture<'t, Result<T, StoreError>> + Send + 'static,
@@ -48,7 +87,11 @@ where
         let (send, recv) = oneshot::channel::<Result<T, StoreError>>();
         let step: Step<DB> = Box::new(move |tx| {
             Box::pin(async move {
-                let result = in_savepoint(tx, write).await;
+                let result = if savepoint {
+                    in_savepoint(tx, write).await
+                } else {
+                    write(tx).await
+                };
                 Box::new(move |committed: Result<(), String>| {
                     let outcome = match (result, committed) {
                         (Err(e), _) => Err(e),

@@ -291,7 +291,8 @@ pub fn new_id() -> i64 {
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewJob {
     pub kind: String,
-    pub payload: Value,
+    /// The effect as JSON text: written and read as text, so the queue never builds a JSON tree for it.
+    pub payload: String,
     /// Unique forever: enqueueing the same key twice stores one job.
     pub idempotency_key: String,
     /// Jobs with the same ordering key run one at a time, oldest first (one conversation's replies in order).
@@ -346,7 +347,8 @@ impl JobStatus {
 pub struct Job {
     pub id: i64,
     pub kind: String,
-    pub payload: Value,
+    /// The effect as JSON text (see [`NewJob::payload`]).
+    pub payload: String,
     pub idempotency_key: String,
     pub ordering_key: Option<String>,
     pub status: JobStatus,
@@ -555,16 +557,10 @@ struct JobRow {
 impl TryFrom<JobRow> for Job {
     type Error = StoreError;
     fn try_from(r: JobRow) -> Result<Self, StoreError> {
-        let payload = serde_json::from_str(&r.payload).map_err(|e| {
-            StoreError::Other(anyhow::anyhow!(
-                "job {} has an unreadable payload: {e}",
-                r.id
-            ))
-        })?;
         Ok(Job {
             id: r.id,
             kind: r.kind,
-            payload,
+            payload: r.payload,
             idempotency_key: r.idempotency_key,
             ordering_key: r.ordering_key,
             status: JobStatus::parse(&r.status).ok_or_else(|| {

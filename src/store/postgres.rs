@@ -32,7 +32,7 @@ impl PostgresStore {
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         Ok(Self {
-            writer: Writer::start(pool.clone()),
+            writer: Writer::start(pool.clone(), false),
             pool,
         })
     }

@@ -254,7 +254,7 @@ macro_rules! impl_store {
             ) -> Result<(), StoreError> {
                 let (id, reason) = (id.to_owned(), reason.to_owned());
                 self.writer
-                    .write(move |tx| {
+                    .write_one(move |tx| {
                         Box::pin(async move {
                             sqlx::query(sql::MARK_CONVERSATION_DEAD)
                                 .bind(&id)
@@ -297,7 +297,7 @@ macro_rules! impl_store {
                 let worker = worker.to_owned();
                 let rows: Vec<JobRow> = self
                     .writer
-                    .write(move |tx| {
+                    .write_one(move |tx| {
                         Box::pin(async move {
                             Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql::claim_sql($skip_locked)))
                                 .bind(&worker)
@@ -328,8 +328,9 @@ macro_rules! impl_store {
             ) -> Result<bool, StoreError> {
                 let result = result.map(|v| v.to_string());
                 let worker = worker.to_owned();
+                let follow_ups = !changes.is_empty() || !jobs.is_empty();
                 self.writer
-                    .write(move |tx| {
+                    .write_as(follow_ups, move |tx| {
                         Box::pin(async move {
                             let n = sqlx::query(sql::COMPLETE_JOB)
                                 .bind(id)
@@ -364,7 +365,7 @@ macro_rules! impl_store {
             ) -> Result<bool, StoreError> {
                 let (worker, error) = (worker.to_owned(), clip(error));
                 self.writer
-                    .write(move |tx| {
+                    .write_one(move |tx| {
                         Box::pin(async move {
                             let n = sqlx::query(sql::RETRY_JOB)
                                 .bind(id)
@@ -391,7 +392,7 @@ macro_rules! impl_store {
             ) -> Result<bool, StoreError> {
                 let (worker, error) = (worker.to_owned(), clip(error));
                 self.writer
-                    .write(move |tx| {
+                    .write_one(move |tx| {
                         Box::pin(async move {
                             let n = sqlx::query(sql::FAIL_JOB)
                                 .bind(id)
@@ -410,7 +411,7 @@ macro_rules! impl_store {
 
             async fn requeue_job(&self, id: i64, now: Millis) -> Result<bool, StoreError> {
                 self.writer
-                    .write(move |tx| {
+                    .write_one(move |tx| {
                         Box::pin(async move {
                             let n = sqlx::query(sql::REQUEUE_JOB)
                                 .bind(id)
@@ -467,7 +468,7 @@ macro_rules! impl_store {
 
             async fn prune_inbound(&self, before: Millis) -> Result<u64, StoreError> {
                 self.writer
-                    .write(move |tx| {
+                    .write_one(move |tx| {
                         Box::pin(async move {
                             Ok(sqlx::query(sql::PRUNE_INBOUND)
                                 .bind(before)
@@ -584,7 +585,7 @@ macro_rules! impl_store {
             ) -> Result<(), StoreError> {
                 let (method, path, body) = (method.to_owned(), path.to_owned(), body.map(|b| b.to_string()));
                 self.writer
-                    .write(move |tx| {
+                    .write_one(move |tx| {
                         Box::pin(async move {
                             sqlx::query(sql::INSERT_OUTBOX)
                                 .bind(&method)
@@ -970,7 +971,7 @@ macro_rules! impl_store {
         ) -> Result<u64, StoreError> {
             Ok(sqlx::query(sql::INSERT_JOB)
                 .bind(&job.kind)
-                .bind(job.payload.to_string())
+                .bind(&job.payload)
                 .bind(&job.idempotency_key)
                 .bind(job.ordering_key.as_deref())
                 .bind(i64::from(job.max_attempts))

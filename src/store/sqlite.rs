@@ -59,7 +59,7 @@ impl SqliteStore {
             .await?;
         Ok(Self {
             pool,
-            writer: Writer::start(write_pool),
+            writer: Writer::start(write_pool, true),
         })
     }
 }

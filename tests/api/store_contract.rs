@@ -26,7 +26,7 @@ async fn store(backend: Backend) -> (Arc<dyn Store>, TestDb) {
 fn job(key: &str, ordering: Option<&str>, run_at: i64) -> NewJob {
     NewJob {
         kind: "test".into(),
-        payload: json!({ "key": key }),
+        payload: json!({ "key": key }).to_string(),
         idempotency_key: key.into(),
         ordering_key: ordering.map(str::to_string),
         run_at,
@@ -648,4 +648,96 @@ async fn the_whole_app_runs_on_postgres() {
     app.run_pending_jobs().await;
     assert_eq!(app.connector_requests().await.len(), 1);
     assert_eq!(app.store.backend(), "postgres");
+}
+
+/// Concurrent commits share group-commit batches: duplicates inside one batch are still found, and a write
+/// that fails (a second active engagement in a channel) takes nothing else in its batch down with it.
+async fn concurrent_commits(s: Arc<dyn Store>) {
+    let mut handles = Vec::new();
+    for i in 0..60 {
+        let s = s.clone();
+        handles.push(tokio::spawn(async move {
+            // Activities a0..a29, each delivered twice; every fifth one also tries to start an engagement in
+            // the same channel, which only one of them may do.
+            let n = i % 30;
+            let key = InboundKey {
+                channel_id: "msteams".into(),
+                conversation_id: "c-batch".into(),
+                activity_id: format!("a{n}"),
+            };
+            let changes = if n % 5 == 0 {
+                vec![Change::StartEngagement(engagement(1000 + i, "19:batch"))]
+            } else {
+                vec![Change::TouchConversation(reference("c-batch"))]
+            };
+            let jobs = vec![job(&format!("batch-{n}"), Some("c-batch"), 0)];
+            (
+                n,
+                s.commit_activity(Some(&key), 10, changes, jobs, None).await,
+            )
+        }));
+    }
+    let (mut applied, mut duplicates, mut conflicts) = (Vec::new(), 0, 0);
+    for h in handles {
+        match h.await.unwrap() {
+            (n, Ok(Commit::Applied)) => applied.push(n),
+            (_, Ok(Commit::Duplicate { .. })) => duplicates += 1,
+            (_, Err(StoreError::Conflict(_))) => conflicts += 1,
+            (_, Err(e)) => panic!("unexpected store error: {e}"),
+        }
+    }
+    applied.sort();
+    let first_of_each = applied.clone();
+    // 24 plain activities once each, exactly one engagement starter; the other starters conflict (and may
+    // be retried by the webhook), their duplicates are either duplicates or conflicts.
+    assert_eq!(
+        applied.iter().filter(|n| *n % 5 != 0).count(),
+        24,
+        "{first_of_each:?}"
+    );
+    assert_eq!(
+        applied.iter().filter(|n| *n % 5 == 0).count(),
+        1,
+        "{first_of_each:?}"
+    );
+    assert_eq!(applied.len() + duplicates + conflicts, 60);
+    assert_eq!(duplicates + conflicts, 35);
+    let engagements = s.engagements(Some(true)).await.unwrap();
+    assert_eq!(engagements.len(), 1);
+    // Exactly the applied activities' jobs exist; a conflicting activity's job went with its rollback.
+    for n in 0..30 {
+        let stored = s.job_by_key(&format!("batch-{n}")).await.unwrap();
+        assert_eq!(stored.is_some(), applied.contains(&n), "job of a{n}");
+    }
+    // Nor did its de-duplication row survive: deciding it again (as the webhook does) applies it.
+    for n in (0..30).filter(|n| n % 5 == 0 && !applied.contains(n)) {
+        let key = InboundKey {
+            channel_id: "msteams".into(),
+            conversation_id: "c-batch".into(),
+            activity_id: format!("a{n}"),
+        };
+        let again = s
+            .commit_activity(
+                Some(&key),
+                20,
+                vec![Change::TouchConversation(reference("c-batch"))],
+                vec![job(&format!("batch-{n}"), Some("c-batch"), 0)],
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(again, Commit::Applied, "a{n} decided again");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_concurrent_commits_are_isolated_in_their_batch() {
+    let (s, _db) = store(Backend::Sqlite).await;
+    concurrent_commits(s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_concurrent_commits_are_isolated_in_their_batch() {
+    let (s, _db) = store(Backend::Postgres).await;
+    concurrent_commits(s).await;
 }
