@@ -154,6 +154,19 @@ pub enum Change {
     },
 }
 
+impl Change {
+    /// Changes that are upserts of the conversation reference: they cannot fail for a logical reason (no
+    /// unique key to collide with, no version to lose), so a turn made only of them needs no savepoint.
+    pub fn cannot_conflict(&self) -> bool {
+        matches!(
+            self,
+            Change::TouchConversation(_)
+                | Change::InstallConversation { .. }
+                | Change::MarkConversationDead { .. }
+        )
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct SyncSeries {
     pub engagement_id: i64,

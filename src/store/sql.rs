@@ -194,8 +194,10 @@ macro_rules! impl_store {
                 response: Option<String>,
             ) -> Result<Commit, StoreError> {
                 let key = key.cloned();
+                // Most turns (a command answered with a card) only touch the conversation and enqueue replies.
+                let may_conflict = !changes.iter().all(Change::cannot_conflict);
                 self.writer
-                    .write(move |tx| {
+                    .write_as(may_conflict, move |tx| {
                         Box::pin(async move {
                             // The de-duplication row is written first: a duplicate (even one in the same batch)
                             // is found before anything else is touched.
