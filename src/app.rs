@@ -109,20 +109,23 @@ impl Application {
                     clock: clock.clone(),
                 }),
             )),
-            GraphMode::Live => Arc::new(GraphClient::new(
-                http_client.clone(),
-                settings.graph.base_url.clone(),
-                TokenProvider::new(
+            GraphMode::Live => Arc::new(
+                GraphClient::new(
                     http_client.clone(),
-                    settings.graph_token_url(),
-                    settings.bot.app_id.clone(),
-                    secrecy::SecretString::from(
-                        settings.bot.app_password.expose_secret().to_string(),
+                    settings.graph.base_url.clone(),
+                    TokenProvider::new(
+                        http_client.clone(),
+                        settings.graph_token_url(),
+                        settings.bot.app_id.clone(),
+                        secrecy::SecretString::from(
+                            settings.bot.app_password.expose_secret().to_string(),
+                        ),
+                        GRAPH_SCOPE.to_string(),
                     ),
-                    GRAPH_SCOPE.to_string(),
-                ),
-                Duration::from_millis(settings.bot.connector_timeout_ms),
-            )),
+                    Duration::from_millis(settings.bot.connector_timeout_ms),
+                )
+                .with_clock(clock.clone()),
+            ),
         };
         let leads = crate::leads::LeadDirectory::new(
             &settings.fasttrack.leads,
@@ -170,6 +173,7 @@ impl Application {
                 },
                 poll_interval: Duration::from_millis(jobs.poll_interval_ms.max(10)),
                 dedup_retention: Duration::from_secs(jobs.dedup_retention_hours * 3600),
+                max_throttled: Duration::from_secs(jobs.max_throttled_secs),
             },
         );
         let listener = tokio::net::TcpListener::bind(bind)

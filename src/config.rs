@@ -122,6 +122,9 @@ pub struct JobSettings {
     pub backoff_base_ms: u64,
     pub backoff_max_secs: u64,
     pub max_retry_after_secs: u64,
+    /// How long after it was queued a job's throttled retries (429 with `Retry-After`) are free; after
+    /// that they count as attempts, so an API that never stops throttling dead-letters the job.
+    pub max_throttled_secs: u64,
     pub poll_interval_ms: u64,
     pub dedup_retention_hours: u64,
 }

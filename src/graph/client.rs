@@ -23,6 +23,7 @@ use super::types::{
 };
 use crate::botframework::retry::parse_retry_after;
 use crate::botframework::token::{TokenError, TokenProvider};
+use crate::clock::{Clock, Millis, millis};
 
 /// Outlook's limit on concurrent requests per app and mailbox (graph.md §5); a fifth is answered 429
 /// `ApplicationThrottled` "MailboxConcurrency", so fieldbot queues it locally instead.
@@ -53,6 +54,10 @@ const MAX_MESSAGE_CHARS: usize = 512;
 /// Mailboxes idle this long lose their limiter; a request in flight keeps its permit's semaphore alive.
 const LIMITER_IDLE: Duration = Duration::from_secs(15 * 60);
 const LIMITER_CAPACITY: u64 = 10_000;
+/// The longest a `Retry-After` may pause a mailbox here (the queue's default `jobs.max_retry_after_secs`), so
+/// a hostile or buggy value cannot silence a mailbox for days. Pause entries live this long, so none outlives
+/// its pause.
+const MAX_PAUSE: Duration = Duration::from_secs(3600);
 
 const CLIENT_REQUEST_ID: &str = "client-request-id";
 const REQUEST_ID: &str = "request-id";
@@ -284,6 +289,9 @@ pub struct GraphClient {
     timeout: Duration,
     mailbox_concurrency: usize,
     limiters: Cache<String, Arc<Semaphore>>,
+    /// Mailbox -> until when Outlook asked us to leave it alone (429/503 with `Retry-After`), on `clock`.
+    paused: Cache<String, Millis>,
+    clock: Clock,
 }
 
 impl std::fmt::Debug for GraphClient {
@@ -316,7 +324,18 @@ impl GraphClient {
                 .max_capacity(LIMITER_CAPACITY)
                 .time_to_idle(LIMITER_IDLE)
                 .build(),
+            paused: Cache::builder()
+                .max_capacity(LIMITER_CAPACITY)
+                .time_to_live(MAX_PAUSE)
+                .build(),
+            clock: Clock::system(),
         }
+    }
+
+    /// The clock mailbox pauses are kept on: the application's, so a test that moves time moves them too.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Overrides the per-mailbox concurrency (default [`OUTLOOK_MAX_CONCURRENCY`]; at least 1).
@@ -337,6 +356,23 @@ impl GraphClient {
             .map_err(|_| GraphError::NotSent("mailbox limiter closed".to_owned()))
     }
 
+    /// How much longer `mailbox` is paused, if it is.
+    fn paused_for(&self, mailbox: &str) -> Option<Duration> {
+        let left = self.paused.get(mailbox)? - self.clock.now();
+        (left > 0).then(|| Duration::from_millis(u64::try_from(left).unwrap_or(0)))
+    }
+
+    /// Pauses `mailbox` for `retry_after` (capped at [`MAX_PAUSE`]); a longer pause already in place stays.
+    fn pause(&self, mailbox: &str, retry_after: Duration) {
+        let until = self
+            .clock
+            .now()
+            .saturating_add(millis(retry_after.min(MAX_PAUSE)));
+        self.paused
+            .entry(mailbox.to_owned())
+            .and_upsert_with(|current| current.map_or(until, |c| (*c.value()).max(until)));
+    }
+
     /// One attempt; returns the body of a 2xx answer, or the classified failure.
     #[tracing::instrument(
         name = "graph_call",
@@ -352,6 +388,27 @@ impl GraphClient {
         } else {
             None
         };
+        // The per-mailbox throttle gate. Outlook's limits are per app and mailbox (graph.md §5), and every
+        // request made while throttled counts against them, so while a mailbox is paused its calls never
+        // reach Graph: they fail at once as throttled, carrying the time left. Failing fast rather than
+        // waiting here is deliberate: the job queue already reschedules a throttled job at its Retry-After
+        // without spending an attempt, whereas waiting would hold one of the worker's few slots (other
+        // mailboxes and conversations queue behind it) and the job's lease; a pause longer than the lease
+        // would let another worker take the job over and send the mail twice. Checked after the permit, so
+        // calls that queued for a slot while another got the 429 see the pause too.
+        if op.outlook
+            && let Some(left) = self.paused_for(&call.mailbox)
+        {
+            record(op, "paused", None);
+            tracing::debug!(
+                method = %op.method, path = op.template,
+                retry_after_ms = u64::try_from(left.as_millis()).unwrap_or(u64::MAX),
+                "mailbox paused by Graph throttling; call not sent"
+            );
+            return Err(GraphError::Throttled {
+                retry_after: Some(left),
+            });
+        }
 
         let token = match self.token.token().await {
             Ok(token) => token,
@@ -447,6 +504,14 @@ impl GraphClient {
         if status == StatusCode::UNAUTHORIZED {
             // The cached token may have been revoked or rotated early; the next attempt fetches a new one.
             self.token.invalidate().await;
+        }
+        // Outlook said "not before T" for this mailbox: hold every call for it until then. A 429 without
+        // Retry-After gives no T; the queue's own backoff covers that case.
+        if op.outlook
+            && matches!(status.as_u16(), 429 | 503)
+            && let Some(retry_after) = err.retry_after()
+        {
+            self.pause(&call.mailbox, retry_after);
         }
         match &err {
             GraphError::Throttled { .. } | GraphError::Transient { .. } => tracing::info!(
@@ -726,7 +791,7 @@ mod tests {
     use std::sync::{Arc, Mutex, OnceLock};
 
     use jsonschema::Validator;
-    use wiremock::matchers::{body_json, header, method, path, query_param};
+    use wiremock::matchers::{body_json, header, method, path, path_regex, query_param};
     use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
     use super::*;
@@ -1715,6 +1780,118 @@ mod tests {
             other_elapsed < Duration::from_millis(450),
             "{other_elapsed:?}"
         );
+    }
+
+    // ---- per-mailbox throttle gate ----
+
+    #[tokio::test]
+    async fn a_throttled_mailbox_is_left_alone_until_retry_after() {
+        let (server, client) = setup().await;
+        let clock = Clock::system();
+        let client = client.with_clock(clock.clone());
+        let send_path = graph_path(&format!("/users/{FM_ENC}/sendMail"));
+        Mock::given(method("POST"))
+            .and(path(send_path.clone()))
+            .respond_with(
+                graph_error(429, "ApplicationThrottled", "slow down", "r")
+                    .insert_header("Retry-After", "30"),
+            )
+            .up_to_n_times(1)
+            .with_priority(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path_regex(r"/sendMail$"))
+            .respond_with(ResponseTemplate::new(202))
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path(graph_path(&format!("/users/{FM_ENC}/messages"))))
+            .respond_with(ResponseTemplate::new(201).set_body_json(json!({ "id": "m1" })))
+            .mount(&server)
+            .await;
+        async fn sends(server: &MockServer, send_path: &str) -> usize {
+            graph_requests(server)
+                .await
+                .iter()
+                .filter(|r| r.url.path() == send_path)
+                .count()
+        }
+
+        let err = client.send_mail(FM, &testkit::message()).await.unwrap_err();
+        assert_eq!(err.retry_after(), Some(Duration::from_secs(30)));
+        assert_eq!(sends(&server, &send_path).await, 1);
+
+        // Paused: the next call for the mailbox (any spelling, any Outlook call) never reaches Graph, and
+        // says how long is left.
+        clock.advance(Duration::from_secs(10));
+        let err = client
+            .send_mail(&FM.to_uppercase(), &testkit::message())
+            .await
+            .unwrap_err();
+        let left = err.retry_after().unwrap();
+        assert!(matches!(err, GraphError::Throttled { .. }), "{err:?}");
+        assert!(
+            left <= Duration::from_secs(20) && left > Duration::from_secs(19),
+            "{left:?}"
+        );
+        assert!(err.is_retryable(false));
+        let err = client
+            .create_draft(FM, &testkit::message())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, GraphError::Throttled { .. }), "{err:?}");
+        assert_eq!(sends(&server, &send_path).await, 1);
+        assert_eq!(graph_requests(&server).await.len(), 1);
+
+        // Other mailboxes are not held back.
+        client
+            .send_mail("lee@contoso.com", &testkit::message())
+            .await
+            .unwrap();
+
+        // After Retry-After the mailbox is open again.
+        clock.advance(Duration::from_secs(20));
+        client.send_mail(FM, &testkit::message()).await.unwrap();
+        assert_eq!(sends(&server, &send_path).await, 2);
+    }
+
+    #[tokio::test]
+    async fn a_429_without_retry_after_or_a_directory_throttle_pauses_nothing() {
+        let (server, client) = setup().await;
+        let send_path = graph_path(&format!("/users/{FM_ENC}/sendMail"));
+        let user_path = graph_path(&format!("/users/{FM_ENC}"));
+        Mock::given(method("POST"))
+            .and(path(send_path.clone()))
+            .respond_with(ResponseTemplate::new(429))
+            .up_to_n_times(1)
+            .with_priority(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path(user_path.clone()))
+            .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "30"))
+            .up_to_n_times(1)
+            .with_priority(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path(send_path))
+            .respond_with(ResponseTemplate::new(202))
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path(user_path))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "id": "u1" })))
+            .mount(&server)
+            .await;
+        assert!(client.send_mail(FM, &testkit::message()).await.is_err());
+        client.send_mail(FM, &testkit::message()).await.unwrap();
+        // Directory calls are not Outlook's: their 429 is per app and tenant, not per mailbox.
+        assert!(client.get_user(FM).await.is_err());
+        client.get_user(FM).await.unwrap();
+        client.send_mail(FM, &testkit::message()).await.unwrap();
+        assert_eq!(graph_requests(&server).await.len(), 5);
     }
 
     // ---- metrics ----

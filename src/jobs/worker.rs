@@ -21,6 +21,8 @@ pub struct WorkerSettings {
     pub policy: RetryPolicy,
     pub poll_interval: Duration,
     pub dedup_retention: Duration,
+    /// How long after it was queued a job's throttled retries do not use up attempts.
+    pub max_throttled: Duration,
 }
 
 #[derive(Clone)]
@@ -248,6 +250,36 @@ impl Worker {
         if error.is_unconfirmed() && !idempotent {
             tracing::warn!(error = %text, "a non-idempotent call may have happened; not re-sending it");
             self.finish(job, JobStatus::Unconfirmed, &text).await;
+            return;
+        }
+        if error.is_throttled()
+            && let Some(wait) = error.retry_after()
+        {
+            // The API asked us to wait (or the Graph client's mailbox gate did, without calling): that is not
+            // a failed attempt, so the job is rescheduled at Retry-After and gets its attempt back. Otherwise
+            // a backlog behind a rate limit (300 mails for a 30-per-minute mailbox) dead-letters its tail.
+            // The bound: once the job was queued more than `max_throttled` ago, the store counts the attempt,
+            // so an API that throttles forever still ends in the dead letters (at the claim after the last
+            // attempt). A 429 without Retry-After takes the ordinary path below and counts.
+            let delay = self.settings.policy.next_delay(job.attempts, Some(wait));
+            let now = self.clock.now();
+            tracing::info!(error = %text, delay_ms = delay.as_millis() as u64, "throttled; job rescheduled at Retry-After");
+            metrics::counter!("fieldbot_jobs_retried_total", "kind" => job.kind.clone())
+                .increment(1);
+            if let Err(e) = self
+                .store
+                .retry_throttled_job(
+                    job.id,
+                    &self.id,
+                    now + millis(delay),
+                    &text,
+                    now,
+                    now - millis(self.settings.max_throttled),
+                )
+                .await
+            {
+                tracing::error!(error = %e, "rescheduling a throttled job failed");
+            }
             return;
         }
         if error.is_retryable(idempotent) && !self.settings.policy.exhausted(job.attempts) {

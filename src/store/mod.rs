@@ -446,6 +446,20 @@ pub trait Store: Send + Sync + 'static {
         now: Millis,
     ) -> Result<bool, StoreError>;
 
+    /// [`retry_job`](Store::retry_job) after the API throttled the call (429 with `Retry-After`): not a
+    /// failed attempt, so the attempt the claim counted is given back — unless the job was queued before
+    /// `free_if_queued_since`, when it counts like any other (so `max_attempts` still ends a job an API
+    /// throttles forever).
+    async fn retry_throttled_job(
+        &self,
+        id: i64,
+        worker: &str,
+        run_at: Millis,
+        error: &str,
+        now: Millis,
+        free_if_queued_since: Millis,
+    ) -> Result<bool, StoreError>;
+
     async fn fail_job(
         &self,
         id: i64,

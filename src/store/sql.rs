@@ -67,6 +67,14 @@ pub(super) const COMPLETE_JOB: &str = "UPDATE jobs SET status = 'done', result =
 pub(super) const RETRY_JOB: &str = "UPDATE jobs SET status = 'pending', run_at = $3, last_error = $4, \
      locked_by = NULL, locked_until = NULL, updated_at = $5 WHERE id = $1 AND locked_by = $2 AND status = 'running'";
 
+/// [`RETRY_JOB`] for a throttled call (429 with `Retry-After`): the API asked to wait, so the attempt the
+/// claim counted is given back, unless the job was queued before `$6` (it has been throttled too long; the
+/// attempt then counts, and `max_attempts` bounds it as any other failure).
+pub(super) const RETRY_THROTTLED_JOB: &str = "UPDATE jobs SET status = 'pending', run_at = $3, last_error = $4, \
+     locked_by = NULL, locked_until = NULL, updated_at = $5, \
+     attempts = CASE WHEN created_at >= $6 AND attempts > 0 THEN attempts - 1 ELSE attempts END \
+     WHERE id = $1 AND locked_by = $2 AND status = 'running'";
+
 pub(super) const FAIL_JOB: &str = "UPDATE jobs SET status = $3, last_error = $4, locked_by = NULL, \
      locked_until = NULL, updated_at = $5 WHERE id = $1 AND locked_by = $2 AND status = 'running'";
 
@@ -375,6 +383,35 @@ macro_rules! impl_store {
                                 .bind(run_at)
                                 .bind(&error)
                                 .bind(now)
+                                .execute(&mut **tx)
+                                .await?
+                                .rows_affected();
+                            Ok(n == 1)
+                        })
+                    })
+                    .await
+            }
+
+            async fn retry_throttled_job(
+                &self,
+                id: i64,
+                worker: &str,
+                run_at: Millis,
+                error: &str,
+                now: Millis,
+                free_if_queued_since: Millis,
+            ) -> Result<bool, StoreError> {
+                let (worker, error) = (worker.to_owned(), clip(error));
+                self.writer
+                    .write_one(move |tx| {
+                        Box::pin(async move {
+                            let n = sqlx::query(sql::RETRY_THROTTLED_JOB)
+                                .bind(id)
+                                .bind(&worker)
+                                .bind(run_at)
+                                .bind(&error)
+                                .bind(now)
+                                .bind(free_if_queued_since)
                                 .execute(&mut **tx)
                                 .await?
                                 .rows_affected();

@@ -18,4 +18,5 @@ mod prep;
 mod replicas;
 mod store_contract;
 mod sync;
+mod throttle;
 mod webhook;

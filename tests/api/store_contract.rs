@@ -741,3 +741,64 @@ async fn postgres_concurrent_commits_are_isolated_in_their_batch() {
     let (s, _db) = store(Backend::Postgres).await;
     concurrent_commits(s).await;
 }
+
+/// A throttled retry gives back the attempt its claim counted, while the job is young enough.
+async fn throttled_retry_story(s: &dyn Store) {
+    s.enqueue_jobs(vec![job("t", None, 100)], 100)
+        .await
+        .unwrap();
+    let claimed = s.claim_jobs("w1", 200, 60_200, 10).await.unwrap();
+    assert_eq!(claimed[0].attempts, 1);
+    let id = claimed[0].id;
+    assert!(
+        !s.retry_throttled_job(id, "w2", 5_000, "429", 300, 0)
+            .await
+            .unwrap(),
+        "only the lease holder reschedules"
+    );
+    assert!(
+        s.retry_throttled_job(id, "w1", 5_000, "429", 300, 0)
+            .await
+            .unwrap()
+    );
+    let job = s.job_by_key("t").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            job.status,
+            job.attempts,
+            job.run_at,
+            job.last_error.as_deref()
+        ),
+        (JobStatus::Pending, 0, 5_000, Some("429"))
+    );
+    assert!(
+        s.claim_jobs("w1", 4_999, 64_999, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "not before Retry-After"
+    );
+
+    // Queued (at 100) before the cut-off: throttled too long, so this one counts.
+    let claimed = s.claim_jobs("w1", 5_000, 65_000, 10).await.unwrap();
+    assert_eq!(claimed[0].attempts, 1);
+    assert!(
+        s.retry_throttled_job(id, "w1", 9_000, "429", 5_100, 101)
+            .await
+            .unwrap()
+    );
+    let job = s.job_by_key("t").await.unwrap().unwrap();
+    assert_eq!((job.status, job.attempts), (JobStatus::Pending, 1));
+}
+
+#[tokio::test]
+async fn sqlite_throttled_retries_give_the_attempt_back() {
+    let (s, _db) = store(Backend::Sqlite).await;
+    throttled_retry_story(s.as_ref()).await;
+}
+
+#[tokio::test]
+async fn postgres_throttled_retries_give_the_attempt_back() {
+    let (s, _db) = store(Backend::Postgres).await;
+    throttled_retry_story(s.as_ref()).await;
+}
