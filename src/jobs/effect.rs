@@ -315,8 +315,13 @@ impl Effect {
         }
     }
 
-    /// Performs the effect once. `key` is the job's idempotency key, the base of its follow-ups' keys.
+    /// Performs the effect once. `key` is the job's idempotency key, the base of its follow-ups' keys and of
+    /// the `x-fieldbot-idempotency-key` header on every call it makes.
     pub async fn perform(&self, ctx: &EffectContext, key: &str) -> EffectOutcome {
+        crate::idempotency::scope(key, self.perform_calls(ctx, key)).await
+    }
+
+    async fn perform_calls(&self, ctx: &EffectContext, key: &str) -> EffectOutcome {
         match self {
             Effect::ProposeInvite {
                 engagement_id,
