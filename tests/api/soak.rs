@@ -1,0 +1,69 @@
+//! The short soak: the real `fieldbot` binary (production mode, SQLite) against fakes that inject 503s,
+//! 429 storms, 3-second stalls, dropped connections and refusal windows, 100 commands (help, roles, FTA
+//! requests with lead approvals) re-delivered like Teams does, and one SIGKILL + restart mid-run. Every
+//! effect is counted at the fakes by `x-fieldbot-idempotency-key`: each accepted command's effects must
+//! have happened exactly once. The fakes and the driver are the long soak's (`scripts/soak`), included
+//! from bench/ so both check the same thing.
+
+#[allow(dead_code)]
+#[path = "../../bench/src/bin/soak/driver.rs"]
+mod driver;
+#[allow(dead_code)]
+#[path = "../../bench/src/bin/soak/fakes.rs"]
+mod fakes;
+
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_soak_is_exactly_once_under_faults_and_a_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let setup = driver::Setup {
+        fieldbot_bin: env!("CARGO_BIN_EXE_fieldbot").into(),
+        fieldbot_dir: env!("CARGO_MANIFEST_DIR").into(),
+        store_url: format!("sqlite://{}", dir.path().join("soak.db").display()),
+        key_pem: include_bytes!("../fixtures/keys/key1.pem").to_vec(),
+        jwk: serde_json::from_str(include_str!("../fixtures/keys/key1.jwk.json")).unwrap(),
+        log_dir: dir.path().join("logs"),
+        // Shorter timeouts and lease than production, so a job held by the killed process comes back
+        // sooner; still longer than a 3-second stall.
+        env: vec![
+            ("FIELDBOT__BOT__CONNECTOR_TIMEOUT_MS".into(), "5000".into()),
+            ("FIELDBOT__JOBS__LEASE_SECS".into(), "7".into()),
+        ],
+    };
+    let plan = driver::Plan {
+        commands: 100,
+        channels: 10,
+        concurrency: 8,
+        kills: 1,
+        replicas: 1,
+        faults: fakes::Faults {
+            // Shorter quiet spells than the long soak, so a short run sees storms and refusals; fewer
+            // stalls, because today's worker waits for its whole batch, so every stall holds all jobs
+            // back 3 s (README, Performance).
+            storm_every: Duration::from_secs(4),
+            refuse_every: Duration::from_secs(5),
+            stall: 0.015,
+            ..fakes::Faults::standard()
+        },
+        seed: 8,
+        drain_timeout: Duration::from_secs(40),
+    };
+    let report = driver::run(setup, plan).await.unwrap();
+    println!("{}", report.table());
+    let logs = std::fs::read_to_string(dir.path().join("logs/fieldbot-0.log")).unwrap_or_default();
+    let tail: Vec<&str> = logs.lines().rev().take(40).collect();
+    assert!(
+        report.ok(),
+        "{}\n{}\nfieldbot log (last lines, newest first):\n{}",
+        report.table(),
+        report.details(),
+        tail.join("\n")
+    );
+    let f = &report.faults;
+    assert!(
+        f.error_503 > 0 && f.drops > 0 && f.stalls > 0,
+        "faults were injected: {f:?}"
+    );
+    assert_eq!(report.kills, 1);
+}
