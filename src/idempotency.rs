@@ -9,14 +9,24 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The header every outbound call made by a job carries.
 pub const HEADER: &str = "x-fieldbot-idempotency-key";
 
+/// Runs (once per job attempt) right before the first call that must not be repeated: a POST without an
+/// idempotency key on the server's side. The worker uses it to note on the job that the call may happen.
+pub type SendHook = std::sync::Arc<
+    dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync,
+>;
+
 struct CallKeys {
     base: String,
     counts: Mutex<HashMap<&'static str, u32>>,
+    on_send: Option<SendHook>,
+    noted: AtomicBool,
 }
 
 tokio::task_local! {
@@ -25,11 +35,37 @@ tokio::task_local! {
 
 /// Runs `f` as the work of the job keyed `key`: the calls it makes get keys derived from `key`.
 pub async fn scope<F: Future>(key: &str, f: F) -> F::Output {
+    scope_with_hook(key, None, f).await
+}
+
+/// [`scope`], with a hook run before the first unrepeatable call (see [`before_unrepeatable_send`]).
+pub async fn scope_with_hook<F: Future>(key: &str, on_send: Option<SendHook>, f: F) -> F::Output {
     let keys = CallKeys {
         base: key.to_owned(),
         counts: Mutex::new(HashMap::new()),
+        on_send,
+        noted: AtomicBool::new(false),
     };
     CURRENT.scope(keys, f).await
+}
+
+/// The clients call this right before sending a request that must not be repeated (a Connector POST,
+/// Graph sendMail or a draft). An error means the request must not be sent now (nothing happened; retry).
+pub async fn before_unrepeatable_send() -> Result<(), String> {
+    let hook = CURRENT
+        .try_with(|keys| {
+            if keys.noted.swap(true, Ordering::SeqCst) {
+                None
+            } else {
+                keys.on_send.clone()
+            }
+        })
+        .ok()
+        .flatten();
+    match hook {
+        Some(hook) => hook().await,
+        None => Ok(()),
+    }
 }
 
 /// The key for the next call of operation `op`, or `None` outside a job (webhook-time lookups, tokens).
@@ -79,5 +115,33 @@ mod tests {
             )
         );
         assert_eq!(next_call_key("send"), None);
+    }
+
+    #[tokio::test]
+    async fn the_send_hook_runs_once_per_scope_and_not_outside() {
+        use std::sync::Arc;
+        use std::sync::atomic::AtomicU32;
+        let runs = Arc::new(AtomicU32::new(0));
+        let hook: SendHook = {
+            let runs = runs.clone();
+            Arc::new(move || {
+                let runs = runs.clone();
+                Box::pin(async move {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    Ok(())
+                })
+            })
+        };
+        assert_eq!(before_unrepeatable_send().await, Ok(()));
+        scope_with_hook("k", Some(hook.clone()), async {
+            assert_eq!(before_unrepeatable_send().await, Ok(()));
+            assert_eq!(before_unrepeatable_send().await, Ok(()));
+        })
+        .await;
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        scope_with_hook("k", Some(hook), before_unrepeatable_send())
+            .await
+            .ok();
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
     }
 }

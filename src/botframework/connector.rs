@@ -401,6 +401,13 @@ impl ConnectorClient {
         if let Some(body) = body {
             request = request.json(body);
         }
+        // Every Connector POST creates something and has no server-side idempotency key.
+        if op.method == Method::POST
+            && let Err(e) = crate::idempotency::before_unrepeatable_send().await
+        {
+            record(op, "not_sent", None);
+            return Err(ConnectorError::NotSent(e));
+        }
 
         let started = Instant::now();
         let response = match request.send().await {

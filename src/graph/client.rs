@@ -386,6 +386,13 @@ impl GraphClient {
         if let Some(body) = &call.body {
             request = request.json(body);
         }
+        // Creating a draft or sending mail has no server-side idempotency key: a repeat would duplicate it.
+        if matches!(op.name, "create_draft" | "send_mail")
+            && let Err(e) = crate::idempotency::before_unrepeatable_send().await
+        {
+            record(op, "not_sent", None);
+            return Err(GraphError::NotSent(e));
+        }
 
         let started = Instant::now();
         let response = match request.send().await {
