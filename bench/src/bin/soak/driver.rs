@@ -549,7 +549,7 @@ impl Ctx {
         while started.elapsed() < GIVE_UP {
             deliveries += 1;
             let addr = self.cluster.next_addr();
-            match http(
+            let sent = http(
                 addr,
                 "POST",
                 "/api/messages",
@@ -557,18 +557,15 @@ impl Ctx {
                 &auth,
                 WEBHOOK_TIMEOUT,
             )
-            .await
-            {
-                Ok((200, answer)) => {
-                    // An invoke's answer carries its own status.
-                    let inner = serde_json::from_slice::<Value>(&answer)
-                        .ok()
-                        .and_then(|v| v.get("statusCode").and_then(Value::as_u64));
-                    if inner.is_none_or(|s| s == 200) {
-                        return (true, deliveries);
-                    }
+            .await;
+            if let Ok((200, answer)) = sent {
+                // An invoke's answer carries its own status.
+                let inner = serde_json::from_slice::<Value>(&answer)
+                    .ok()
+                    .and_then(|v| v.get("statusCode").and_then(Value::as_u64));
+                if inner.is_none_or(|s| s == 200) {
+                    return (true, deliveries);
                 }
-                Ok(_) | Err(_) => {}
             }
             self.redeliveries.fetch_add(1, Ordering::Relaxed);
             tokio::time::sleep(pause).await;

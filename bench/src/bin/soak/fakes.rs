@@ -507,12 +507,13 @@ fn apply(port: &Port, shared: &Shared, req: &HttpRequest) -> Vec<u8> {
                     count: 0,
                 });
                 entry.count += 1;
-                if port.role == Role::Connector && req.path == "/v3/conversations" {
-                    if let Some(request_id) = find_request_id(&body) {
-                        books
-                            .thread_request
-                            .insert(key.to_owned(), (request_id, id.to_string()));
-                    }
+                if port.role == Role::Connector
+                    && req.path == "/v3/conversations"
+                    && let Some(request_id) = find_request_id(&body)
+                {
+                    books
+                        .thread_request
+                        .insert(key.to_owned(), (request_id, id.to_string()));
                 }
             }
             None => books.unkeyed.push(format!("{} {}", req.method, req.path)),

@@ -19,7 +19,10 @@ enum Store {
 }
 
 #[derive(Parser, Debug)]
-#[command(name = "fieldbot-soak", about = "exactly-once soak of fieldbot under injected faults and SIGKILLs")]
+#[command(
+    name = "fieldbot-soak",
+    about = "exactly-once soak of fieldbot under injected faults and SIGKILLs"
+)]
 struct Args {
     #[arg(long)]
     fieldbot_bin: PathBuf,
@@ -102,7 +105,10 @@ fn main() -> ExitCode {
 
 async fn terminated() {
     use tokio::signal::unix::{SignalKind, signal};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
         (Ok(mut term), Ok(mut int)) => {
             tokio::select! {
                 _ = term.recv() => {}
@@ -114,9 +120,8 @@ async fn terminated() {
 }
 
 async fn run(args: Args) -> Result<bool, String> {
-    let read = |name: &str| {
-        std::fs::read(args.keys_dir.join(name)).map_err(|e| format!("{name}: {e}"))
-    };
+    let read =
+        |name: &str| std::fs::read(args.keys_dir.join(name)).map_err(|e| format!("{name}: {e}"));
     let key_pem = read("key1.pem")?;
     let jwk = serde_json::from_slice(&read("key1.jwk.json")?).map_err(|e| e.to_string())?;
     let store_url = match args.store {
