@@ -21,6 +21,7 @@ pub mod doctor;
 pub mod domain;
 pub mod graph;
 pub mod http;
+pub mod idempotency;
 pub mod jobs;
 pub mod leads;
 pub mod local_connector;

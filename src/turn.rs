@@ -132,6 +132,7 @@ fn command_ctx<'a>(activity: &Activity, ctx: &TurnContext<'a>) -> Ctx<'a> {
         },
         service_url,
         activity_key: activity_key(activity),
+        clicked: activity.reply_to_id.clone(),
         max_attempts: ctx.max_attempts,
         templates: ctx.templates,
         leads: ctx.leads,

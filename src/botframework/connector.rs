@@ -395,8 +395,18 @@ impl ConnectorClient {
             value.set_sensitive(true);
             request = request.header(AUTHORIZATION, value);
         }
+        if let Some(key) = crate::idempotency::next_call_key(op.name) {
+            request = request.header(crate::idempotency::HEADER, key);
+        }
         if let Some(body) = body {
             request = request.json(body);
+        }
+        // Every Connector POST creates something and has no server-side idempotency key.
+        if op.method == Method::POST
+            && let Err(e) = crate::idempotency::before_unrepeatable_send().await
+        {
+            record(op, "not_sent", None);
+            return Err(ConnectorError::NotSent(e));
         }
 
         let started = Instant::now();
@@ -787,6 +797,53 @@ mod tests {
             ResourceResponse {
                 id: "1732270531000".to_owned()
             }
+        );
+    }
+
+    /// A job's calls carry its idempotency key (one key per call), so a fake or a proxy log can count each
+    /// effect; calls outside a job carry none.
+    #[tokio::test]
+    async fn calls_made_by_a_job_carry_its_idempotency_key() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(201).set_body_json(json!({ "id": "1" })))
+            .mount(&server)
+            .await;
+        let c = client(None);
+        crate::idempotency::scope("msteams/19:c/act-1:reply", async {
+            c.send_to_conversation(&server.uri(), CONV, &activity())
+                .await
+                .unwrap();
+            c.reply_to_activity(&server.uri(), CONV, "1", &activity())
+                .await
+                .unwrap();
+            c.send_to_conversation(&server.uri(), CONV, &activity())
+                .await
+                .unwrap();
+        })
+        .await;
+        c.send_to_conversation(&server.uri(), CONV, &activity())
+            .await
+            .unwrap();
+        let keys: Vec<Option<String>> = server
+            .received_requests()
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| {
+                r.headers
+                    .get(crate::idempotency::HEADER)
+                    .map(|v| v.to_str().unwrap().to_owned())
+            })
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                Some("msteams/19:c/act-1:reply#send_to_conversation".to_owned()),
+                Some("msteams/19:c/act-1:reply#reply_to_activity".to_owned()),
+                Some("msteams/19:c/act-1:reply#send_to_conversation.2".to_owned()),
+                None,
+            ]
         );
     }
 

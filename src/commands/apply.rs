@@ -26,6 +26,8 @@ pub struct Ctx<'a> {
     pub reply: ReplyTarget,
     /// Unique per inbound activity: the base of every idempotency key this command creates.
     pub activity_key: String,
+    /// The message whose card was clicked (an invoke's `replyToId`).
+    pub clicked: Option<String>,
     pub max_attempts: u32,
     pub templates: &'a crate::templates::Templates,
     pub leads: &'a crate::leads::LeadDirectory,

@@ -412,6 +412,9 @@ async fn act(
         Err(e) => return Ok(text(e.to_string())),
     };
     let mut outcome = transition(ctx, &request, action.clone(), to, fta_person);
+    outcome
+        .changes
+        .extend(adopt_status_card(ctx, &request).await?);
     let mut shown = request.clone();
     shown.status = to.as_str().into();
     shown.version += 1;
@@ -425,6 +428,49 @@ async fn act(
         &[],
     )));
     Ok(outcome)
+}
+
+/// When the post of the status card ended unconfirmed (sent, but the answer with its id was lost), the
+/// card is in the channel yet fieldbot does not know it, and every later update of it would be skipped. A
+/// click on that card names it: the root of a thread in the engagement's channel (`;messageid=` equal to
+/// the clicked message). Remembering it there lets the updates reach it, and a requeued post skip.
+async fn adopt_status_card(
+    ctx: &Ctx<'_>,
+    request: &FtaRequestRecord,
+) -> Result<Option<Change>, CommandError> {
+    let Some(clicked) = ctx.clicked.as_deref() else {
+        return Ok(None);
+    };
+    let thread = ctx.reply.conversation_id.as_str();
+    let root = thread.split_once(";messageid=").map(|(_, root)| root);
+    if root != Some(clicked) || ctx.conversation_id != request.conversation_id {
+        return Ok(None);
+    }
+    if ctx
+        .store
+        .card(&jobs::fta::card_key(request.id))
+        .await?
+        .is_some()
+    {
+        return Ok(None);
+    }
+    let post = ctx
+        .store
+        .job_by_key(&format!("{}:fta:thread", request.request_key))
+        .await?;
+    if post.is_none_or(|job| job.status != crate::store::JobStatus::Unconfirmed) {
+        return Ok(None);
+    }
+    tracing::info!(
+        request.id = request.id,
+        "adopting the status card whose post was unconfirmed"
+    );
+    Ok(Some(Change::SaveCard(crate::store::CardRef {
+        key: jobs::fta::card_key(request.id),
+        conversation_id: thread.to_string(),
+        activity_id: clicked.to_string(),
+        service_url: ctx.service_url.clone(),
+    })))
 }
 
 fn verb_phrase(action: &FtaAction) -> &'static str {

@@ -437,8 +437,18 @@ impl GraphClient {
             .header(AUTHORIZATION, bearer)
             .header(ACCEPT, "application/json")
             .header(CLIENT_REQUEST_ID, client_request_id.as_str());
+        if let Some(key) = crate::idempotency::next_call_key(op.name) {
+            request = request.header(crate::idempotency::HEADER, key);
+        }
         if let Some(body) = &call.body {
             request = request.json(body);
+        }
+        // Creating a draft or sending mail has no server-side idempotency key: a repeat would duplicate it.
+        if matches!(op.name, "create_draft" | "send_mail")
+            && let Err(e) = crate::idempotency::before_unrepeatable_send().await
+        {
+            record(op, "not_sent", None);
+            return Err(GraphError::NotSent(e));
         }
 
         let started = Instant::now();
@@ -1099,6 +1109,31 @@ mod tests {
             &component_validator("message"),
             &reqs[0].body_json().unwrap(),
         );
+    }
+
+    #[tokio::test]
+    async fn calls_made_by_a_job_carry_its_idempotency_key() {
+        let (server, client) = setup().await;
+        Mock::given(method("POST"))
+            .and(path(graph_path(&format!("/users/{FM_ENC}/sendMail"))))
+            .respond_with(ResponseTemplate::new(202))
+            .mount(&server)
+            .await;
+        let message = testkit::message();
+        crate::idempotency::scope("fta:1:mail", client.send_mail(FM, &message))
+            .await
+            .unwrap();
+        client.send_mail(FM, &message).await.unwrap();
+        let reqs = graph_requests(&server).await;
+        let keys: Vec<Option<&str>> = reqs
+            .iter()
+            .map(|r| {
+                r.headers
+                    .get(crate::idempotency::HEADER)
+                    .map(|v| v.to_str().unwrap())
+            })
+            .collect();
+        assert_eq!(keys, [Some("fta:1:mail#send_mail"), None]);
     }
 
     #[tokio::test]

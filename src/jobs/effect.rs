@@ -315,8 +315,23 @@ impl Effect {
         }
     }
 
-    /// Performs the effect once. `key` is the job's idempotency key, the base of its follow-ups' keys.
+    /// Performs the effect once. `key` is the job's idempotency key, the base of its follow-ups' keys and of
+    /// the `x-fieldbot-idempotency-key` header on every call it makes.
     pub async fn perform(&self, ctx: &EffectContext, key: &str) -> EffectOutcome {
+        self.perform_noting(ctx, key, None).await
+    }
+
+    /// [`Effect::perform`], running `on_send` before the first call that must not be repeated.
+    pub async fn perform_noting(
+        &self,
+        ctx: &EffectContext,
+        key: &str,
+        on_send: Option<crate::idempotency::SendHook>,
+    ) -> EffectOutcome {
+        crate::idempotency::scope_with_hook(key, on_send, self.perform_calls(ctx, key)).await
+    }
+
+    async fn perform_calls(&self, ctx: &EffectContext, key: &str) -> EffectOutcome {
         match self {
             Effect::ProposeInvite {
                 engagement_id,

@@ -9,6 +9,7 @@
 
 mod effect;
 pub mod fta;
+mod in_flight;
 mod invite;
 pub mod sync;
 mod worker;

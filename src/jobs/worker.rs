@@ -166,8 +166,22 @@ impl Worker {
                 .await;
             return;
         }
+        if super::in_flight::cut_off_mid_call(&job) {
+            let text =
+                "the attempt before was cut off after starting a call that must not be repeated";
+            tracing::warn!(
+                error = text,
+                "a non-idempotent call may have happened; not re-sending it"
+            );
+            self.finish(&job, JobStatus::Unconfirmed, text).await;
+            return;
+        }
+        let on_send =
+            super::in_flight::hook(self.store.clone(), job.id, self.id.clone(), job.attempts);
         let started = Instant::now();
-        let outcome = effect.perform(&self.ctx, &job.idempotency_key).await;
+        let outcome = effect
+            .perform_noting(&self.ctx, &job.idempotency_key, Some(on_send))
+            .await;
         metrics::histogram!("fieldbot_job_duration_seconds", "kind" => job.kind.clone())
             .record(started.elapsed().as_secs_f64());
         let now = self.clock.now();

@@ -469,6 +469,11 @@ pub trait Store: Send + Sync + 'static {
         now: Millis,
     ) -> Result<bool, StoreError>;
 
+    /// Notes on a job this worker still holds (in `last_error`) that its attempt is about to send a call
+    /// that must not be repeated, so a worker taking the job over after a crash knows it may have happened.
+    async fn note_job_sending(&self, id: i64, worker: &str, note: &str)
+    -> Result<bool, StoreError>;
+
     /// Puts a dead or unconfirmed job back in the queue (an operator's reconcile decision).
     async fn requeue_job(&self, id: i64, now: Millis) -> Result<bool, StoreError>;
 

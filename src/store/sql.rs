@@ -78,6 +78,9 @@ pub(super) const RETRY_THROTTLED_JOB: &str = "UPDATE jobs SET status = 'pending'
 pub(super) const FAIL_JOB: &str = "UPDATE jobs SET status = $3, last_error = $4, locked_by = NULL, \
      locked_until = NULL, updated_at = $5 WHERE id = $1 AND locked_by = $2 AND status = 'running'";
 
+pub(super) const NOTE_JOB_SENDING: &str = "UPDATE jobs SET last_error = $3 \
+     WHERE id = $1 AND locked_by = $2 AND status = 'running'";
+
 pub(super) const REQUEUE_JOB: &str = "UPDATE jobs SET status = 'pending', run_at = $2, attempts = 0, \
      updated_at = $2 WHERE id = $1 AND status IN ('dead', 'unconfirmed')";
 
@@ -439,6 +442,29 @@ macro_rules! impl_store {
                                 .bind(status.as_str())
                                 .bind(&error)
                                 .bind(now)
+                                .execute(&mut **tx)
+                                .await?
+                                .rows_affected();
+                            Ok(n == 1)
+                        })
+                    })
+                    .await
+            }
+
+            async fn note_job_sending(
+                &self,
+                id: i64,
+                worker: &str,
+                note: &str,
+            ) -> Result<bool, StoreError> {
+                let (worker, note) = (worker.to_owned(), clip(note));
+                self.writer
+                    .write_one(move |tx| {
+                        Box::pin(async move {
+                            let n = sqlx::query(sql::NOTE_JOB_SENDING)
+                                .bind(id)
+                                .bind(&worker)
+                                .bind(&note)
                                 .execute(&mut **tx)
                                 .await?
                                 .rows_affected();

@@ -680,3 +680,55 @@ async fn an_unassigned_request_nudges_the_leads_when_due_and_again_every_n_days(
     app.run_pending_jobs().await;
     assert_eq!(lead_mails().await.len(), 3, "no nudge after assignment");
 }
+
+/// Found by the soak: when the status card's post ended unconfirmed (the thread was created, the answer
+/// with its id lost), every later change skipped the card update, so the channel showed "submitted"
+/// forever. A click on that card names it; the update then reaches it.
+#[tokio::test]
+async fn a_status_card_whose_post_was_unconfirmed_is_updated_once_a_lead_clicks_it() {
+    let app = fta_app().await;
+    // The thread is created, but the answer comes after the client's timeout (2 s in tests).
+    Mock::given(method("POST"))
+        .and(path("/v3/conversations"))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .set_delay(std::time::Duration::from_secs(4))
+                .set_body_json(json!({ "id": THREAD, "activityId": "555" })),
+        )
+        .with_priority(1)
+        .mount(&app.connector)
+        .await;
+    let id = submit(&app).await;
+    let unconfirmed = app
+        .store
+        .jobs_with_status(fieldbot::store::JobStatus::Unconfirmed, 10)
+        .await
+        .unwrap();
+    assert!(
+        unconfirmed
+            .iter()
+            .any(|j| j.idempotency_key.ends_with(":fta:thread")),
+        "{unconfirmed:?}"
+    );
+
+    // A lead clicks Assign on the card: the root message of its thread.
+    let mut assign = click(
+        &app,
+        lead1(),
+        "fta.assign",
+        json!({ "requestId": id, "version": 1, "fta": "ada@contoso.com" }),
+    );
+    assign["conversation"]["id"] = json!(THREAD);
+    assign["replyToId"] = json!("555");
+    let answer: Value = app.post_activity(&assign).await.json().await.unwrap();
+    assert_eq!(answer["statusCode"], 200, "{answer}");
+    app.run_pending_jobs().await;
+    let card_path = format!("/v3/conversations/{}/activities/555", encoded(THREAD));
+    let updates = app
+        .connector_requests()
+        .await
+        .into_iter()
+        .filter(|r| r.method.as_str() == "PUT" && r.url.path() == card_path)
+        .count();
+    assert_eq!(updates, 1, "the card shows the assignment");
+}

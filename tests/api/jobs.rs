@@ -208,3 +208,53 @@ async fn a_job_accepted_before_a_stop_runs_after_restart() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(app.connector_requests().await.len(), 1);
 }
+
+/// Found by the soak: a replica SIGKILLed while its reply POST was on the wire lost the job's lease, and
+/// the next claim sent the reply again (two replies in Teams). The attempt notes on the job that it is
+/// about to send; a takeover that finds the note records the job as unconfirmed instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_cut_off_by_a_crash_is_not_resent_after_the_lease() {
+    let app = spawn_app().await;
+    Mock::given(method("POST"))
+        .and(path_regex(REPLY))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_delay(Duration::from_secs(30))
+                .set_body_json(json!({"id": "x"})),
+        )
+        .with_priority(1)
+        .mount(&app.connector)
+        .await;
+    assert_eq!(app.post_activity(&app.message("help")).await.status(), 200);
+    let worker = app.worker.clone();
+    let dying = tokio::spawn(async move { worker.run_due().await });
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while app.connector_requests().await.is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the reply was never sent"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    dying.abort(); // the process dies with the reply on the wire
+
+    app.clock
+        .advance(Duration::from_secs(app.settings.jobs.lease_secs + 1));
+    app.run_pending_jobs().await;
+    assert_eq!(app.connector_requests().await.len(), 1, "not sent again");
+    let unconfirmed = app
+        .store
+        .jobs_with_status(JobStatus::Unconfirmed, 10)
+        .await
+        .unwrap();
+    assert_eq!(unconfirmed.len(), 1, "recorded for reconciliation");
+    assert!(
+        unconfirmed[0]
+            .last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("cut off"),
+        "{:?}",
+        unconfirmed[0].last_error
+    );
+}

@@ -16,6 +16,7 @@ mod logs;
 mod operator_api;
 mod prep;
 mod replicas;
+mod soak;
 mod store_contract;
 mod sync;
 mod throttle;
