@@ -80,16 +80,23 @@ impl Worker {
         }
     }
 
-    /// The background loop. Jobs run side by side up to the concurrency limit and the loop tops up as soon
-    /// as one finishes, so one slow call (a Connector answering after seconds) holds one slot, not the
-    /// batch. When nothing more is due it sleeps until the next job is due, the poll interval passes, this
-    /// process enqueues something, or a running job finishes. On shutdown it stops claiming and lets the
-    /// running jobs finish (each has its own request timeout).
+    /// The background loop. Jobs run side by side up to the concurrency limit, and the loop tops up while
+    /// others still run, so one slow call (a Connector answering after seconds) holds one slot, not a batch.
+    ///
+    /// It claims only when there may be something to claim: this process enqueued work (notified), the next
+    /// known job falls due, the last claim filled every free slot, or a due job was waiting behind its
+    /// conversation's running head (a finishing job may unblock it). A finished job alone does not cause a
+    /// claim: with many slots, a claim per finished job cost more than the jobs themselves. On shutdown it
+    /// stops claiming and lets the running jobs finish (each has its own request timeout).
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         let mut running: JoinSet<()> = JoinSet::new();
         let mut last_prune: Option<Instant> = None;
         let mut stopping = false;
+        let mut claim_now = true;
+        // After a claim: whether a finishing job should lead to the next claim, and when to claim anyway.
+        let mut claim_on_finish = false;
+        let mut deadline = tokio::time::Instant::now();
         loop {
             while let Some(done) = running.try_join_next() {
                 report_panic(done);
@@ -101,8 +108,9 @@ impl Worker {
                 return;
             }
             let free = self.settings.concurrency.saturating_sub(running.len());
-            let mut saturated = false;
-            if free > 0 {
+            if claim_now && free > 0 {
+                claim_now = false;
+                let mut saturated = false;
                 match self.claim(free).await {
                     Ok(jobs) => {
                         saturated = jobs.len() == free;
@@ -113,6 +121,29 @@ impl Worker {
                     }
                     Err(e) => tracing::warn!(error = %e, "claiming jobs failed; will retry"),
                 }
+                let now = self.clock.now();
+                let (on_finish, wait) = if saturated {
+                    (true, self.settings.poll_interval)
+                } else {
+                    match self.store.next_job_due().await {
+                        // Due but not claimed: blocked behind a running head of its conversation.
+                        Ok(Some(due)) if due <= now => (true, self.settings.poll_interval),
+                        Ok(Some(due)) => {
+                            let ms = u64::try_from(due - now).unwrap_or(0);
+                            (
+                                false,
+                                Duration::from_millis(ms).min(self.settings.poll_interval),
+                            )
+                        }
+                        _ => (false, self.settings.poll_interval),
+                    }
+                };
+                claim_on_finish = on_finish;
+                deadline = tokio::time::Instant::now() + wait;
+            } else if claim_now {
+                // Every slot is busy: the next finishing job frees one.
+                claim_on_finish = true;
+                deadline = tokio::time::Instant::now() + self.settings.poll_interval;
             }
             if last_prune.is_none_or(|t| t.elapsed() > Duration::from_secs(3600)) {
                 last_prune = Some(Instant::now());
@@ -121,23 +152,14 @@ impl Worker {
                     tracing::warn!(error = %e, "pruning inbound activity ids failed");
                 }
             }
-            // Every slot is busy (or more is due than fits): only a finishing job frees room.
-            let wait = if saturated || free == 0 {
-                None
-            } else {
-                Some(match self.store.next_job_due().await {
-                    Ok(Some(due)) => {
-                        let ms = u64::try_from((due - self.clock.now()).max(0)).unwrap_or(0);
-                        Duration::from_millis(ms).min(self.settings.poll_interval)
-                    }
-                    _ => self.settings.poll_interval,
-                })
-            };
             tokio::select! {
                 _ = &mut shutdown => stopping = true,
-                Some(done) = running.join_next(), if !running.is_empty() => report_panic(done),
-                _ = self.notify.notified(), if wait.is_some() => {}
-                _ = tokio::time::sleep(wait.unwrap_or_default()), if wait.is_some() => {}
+                Some(done) = running.join_next(), if !running.is_empty() => {
+                    report_panic(done);
+                    claim_now = claim_on_finish;
+                }
+                _ = self.notify.notified() => claim_now = true,
+                _ = tokio::time::sleep_until(deadline) => claim_now = true,
             }
         }
     }
