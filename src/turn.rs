@@ -4,12 +4,14 @@
 
 use serde_json::{Value, json};
 
-use crate::botframework::activity::Activity;
+use std::sync::LazyLock;
+
+use crate::botframework::activity::{Activity, OutboundActivity};
 use crate::cards;
 use crate::clock::Millis;
-use crate::commands::{self, CommandError, Ctx, ParseError, Reply};
+use crate::commands::{self, Command, CommandError, Ctx, ParseError, Reply, RolesQuery};
 use crate::domain::engagement::Person;
-use crate::jobs::{self, Effect, ReplyTarget, card_activity};
+use crate::jobs::{self, Effect, ReplyTarget, SendActivity, UpdateActivity, card_activity};
 use crate::store::{Change, ConversationRef, NewJob, Store, StoreError};
 
 pub const ADAPTIVE_CARD: &str = "application/vnd.microsoft.card.adaptive";
@@ -94,7 +96,15 @@ async fn on_message(activity: &Activity, ctx: &TurnContext<'_>) -> Result<TurnOu
             }
             outcome.reply
         }
-        Ok(command) => Some(commands::execute(&command)),
+        Ok(command) => {
+            out.jobs.extend(reply_job(
+                activity,
+                ctx,
+                "reply",
+                stateless_reply(&command),
+            ));
+            None
+        }
         Err(e) => Some(Reply::Text(e.user_message())),
     };
     if let Some(reply) = reply {
@@ -281,13 +291,13 @@ fn install(activity: &Activity, ctx: &TurnContext<'_>, out: &mut TurnOutcome) {
             ..reference.clone()
         }));
     }
-    let effect = Effect::ConnectorSend {
+    let effect = Effect::ConnectorSend(SendActivity {
         service_url: service_url.to_string(),
         conversation_id: target,
         reply_to_id: None,
         activity: card_activity(cards::welcome_card(activity.team_name())),
         card_key: None,
-    };
+    });
     let welcome = jobs::job(
         &effect,
         format!("{}:welcome", activity_key(activity)),
@@ -345,15 +355,15 @@ fn reply_job(
     activity: &Activity,
     ctx: &TurnContext<'_>,
     label: &str,
-    body: Value,
+    body: OutboundActivity,
 ) -> Option<NewJob> {
-    let effect = Effect::ConnectorSend {
+    let effect = Effect::ConnectorSend(SendActivity {
         service_url: activity.service_url.clone()?,
         conversation_id: activity.conversation_id()?.to_string(),
         reply_to_id: activity.id.clone(),
         activity: body,
         card_key: None,
-    };
+    });
     Some(jobs::job(
         &effect,
         format!("{}:{label}", activity_key(activity)),
@@ -364,12 +374,12 @@ fn reply_job(
 
 /// Replaces the card the user clicked (the message `replyToId` names) for everyone in the conversation.
 fn update_clicked_card(activity: &Activity, ctx: &TurnContext<'_>, card: Value) -> Option<NewJob> {
-    let effect = Effect::ConnectorUpdate {
+    let effect = Effect::ConnectorUpdate(UpdateActivity {
         service_url: activity.service_url.clone()?,
         conversation_id: activity.conversation_id()?.to_string(),
         activity_id: activity.reply_to_id.clone()?,
         activity: card_activity(card),
-    };
+    });
     Some(jobs::job(
         &effect,
         format!("{}:update", activity_key(activity)),
@@ -378,9 +388,22 @@ fn update_clicked_card(activity: &Activity, ctx: &TurnContext<'_>, card: Value) 
     ))
 }
 
-fn reply_activity(reply: Reply) -> Value {
+fn reply_activity(reply: Reply) -> OutboundActivity {
     match reply {
         Reply::Card(card) => card_activity(card),
-        Reply::Text(text) => json!({ "type": "message", "textFormat": "markdown", "text": text }),
+        Reply::Text(text) => jobs::text_activity(&text),
     }
+}
+
+/// `help` and `roles` answer everyone alike, so each answer is built and serialised once per process: the
+/// help card is kilobytes of JSON, and building it was most of a `help` turn's work.
+fn stateless_reply(command: &Command) -> OutboundActivity {
+    static ANSWERS: LazyLock<moka::sync::Cache<Option<RolesQuery>, OutboundActivity>> =
+        LazyLock::new(|| moka::sync::Cache::new(64));
+    let key = match command {
+        Command::Help => None,
+        Command::Roles(query) => Some(*query),
+        _ => return reply_activity(commands::execute(command)),
+    };
+    ANSWERS.get_with(key, || reply_activity(commands::execute(command)))
 }

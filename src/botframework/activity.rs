@@ -1,8 +1,11 @@
 //! The inbound activity, parsed leniently: Teams adds fields over time, so everything we do not need is
 //! optional and unknown members are ignored. What the bot relies on is checked in `http::messages`.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::commands::Mention;
 
@@ -45,6 +48,69 @@ pub struct Activity {
     pub members_removed: Option<Vec<ChannelAccount>>,
     #[serde(default)]
     pub locale: Option<String>,
+}
+
+/// An activity the bot sends, kept as the JSON text that goes on the wire. It is serialised once when the
+/// turn builds it; the job row stores that text verbatim and the worker posts it without building it as a
+/// tree again (for a card of several kilobytes, that tree work was most of a reply's CPU).
+#[derive(Clone)]
+pub struct OutboundActivity(Arc<RawValue>);
+
+impl OutboundActivity {
+    pub fn from_raw(raw: Box<RawValue>) -> Self {
+        Self(Arc::from(raw))
+    }
+
+    pub fn as_json(&self) -> &str {
+        self.0.get()
+    }
+
+    /// The activity as a JSON tree, for code that inspects it (tests, the card checks).
+    pub fn to_value(&self) -> Value {
+        serde_json::from_str(self.0.get()).unwrap_or(Value::Null)
+    }
+}
+
+impl From<&Value> for OutboundActivity {
+    fn from(value: &Value) -> Self {
+        // Serialising a `Value` cannot fail (its keys are strings); `null` keeps the conversion total.
+        Self::from_raw(
+            serde_json::value::to_raw_value(value).unwrap_or_else(|_| RawValue::NULL.to_owned()),
+        )
+    }
+}
+
+impl From<Value> for OutboundActivity {
+    fn from(value: Value) -> Self {
+        Self::from(&value)
+    }
+}
+
+impl std::fmt::Debug for OutboundActivity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0.get())
+    }
+}
+
+impl PartialEq for OutboundActivity {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.get() == other.0.get()
+    }
+}
+
+impl Serialize for OutboundActivity {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+/// Through a tree: this path also serves payloads read inside a tagged enum, where serde buffers the input
+/// and a raw value cannot be borrowed. The worker's hot path reads the raw text instead
+/// (`Effect::from_payload`).
+impl<'de> Deserialize<'de> for OutboundActivity {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(Self::from(Value::deserialize(deserializer)?))
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]

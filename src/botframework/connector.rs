@@ -5,10 +5,11 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use http::header::{AUTHORIZATION, HeaderMap, HeaderValue, RETRY_AFTER};
+use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::{Method, StatusCode};
 use secrecy::ExposeSecret;
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
@@ -257,44 +258,44 @@ impl ConnectorClient {
 
     /// `POST v3/conversations/{id}/activities`.
     #[tracing::instrument(skip_all, fields(op = SEND.name, conversation_id = %conversation_id))]
-    pub async fn send_to_conversation(
+    pub async fn send_to_conversation<A: Serialize + ?Sized>(
         &self,
         service_url: &str,
         conversation_id: &str,
-        activity: &Value,
+        activity: &A,
     ) -> Result<ResourceResponse, ConnectorError> {
         let url = format!(
             "{}/v3/conversations/{}/activities",
             base_url(service_url)?,
             encode_id(conversation_id)?
         );
-        decode(&self.call(SEND, url, Some(activity)).await?)
+        decode(&self.call(SEND, url, Some(json_body(activity)?)).await?)
     }
 
     /// `POST v3/conversations/{id}/activities/{activityId}`.
     #[tracing::instrument(skip_all, fields(op = REPLY.name, conversation_id = %conversation_id, activity_id = %activity_id))]
-    pub async fn reply_to_activity(
+    pub async fn reply_to_activity<A: Serialize + ?Sized>(
         &self,
         service_url: &str,
         conversation_id: &str,
         activity_id: &str,
-        activity: &Value,
+        activity: &A,
     ) -> Result<ResourceResponse, ConnectorError> {
         let url = activity_url(service_url, conversation_id, activity_id)?;
-        decode(&self.call(REPLY, url, Some(activity)).await?)
+        decode(&self.call(REPLY, url, Some(json_body(activity)?)).await?)
     }
 
     /// `PUT v3/conversations/{id}/activities/{activityId}`: `activity` replaces the message entirely.
     #[tracing::instrument(skip_all, fields(op = UPDATE.name, conversation_id = %conversation_id, activity_id = %activity_id))]
-    pub async fn update_activity(
+    pub async fn update_activity<A: Serialize + ?Sized>(
         &self,
         service_url: &str,
         conversation_id: &str,
         activity_id: &str,
-        activity: &Value,
+        activity: &A,
     ) -> Result<ResourceResponse, ConnectorError> {
         let url = activity_url(service_url, conversation_id, activity_id)?;
-        decode(&self.call(UPDATE, url, Some(activity)).await?)
+        decode(&self.call(UPDATE, url, Some(json_body(activity)?)).await?)
     }
 
     /// `DELETE v3/conversations/{id}/activities/{activityId}`.
@@ -312,20 +313,31 @@ impl ConnectorClient {
     /// Starts a new thread in a channel (`POST v3/conversations`). Keep both the returned `id` (the thread,
     /// for replies) and `activity_id` (the root message, for update/delete).
     #[tracing::instrument(skip_all, fields(op = CREATE_CHANNEL_THREAD.name, channel_id = %channel_id))]
-    pub async fn create_channel_thread(
+    pub async fn create_channel_thread<A: Serialize + ?Sized>(
         &self,
         service_url: &str,
         channel_id: &str,
         tenant_id: &str,
-        activity: &Value,
+        activity: &A,
     ) -> Result<ConversationResourceResponse, ConnectorError> {
         let url = format!("{}/v3/conversations", base_url(service_url)?);
-        let body = json!({
-            "isGroup": true,
-            "channelData": { "channel": { "id": channel_id }, "tenant": { "id": tenant_id } },
-            "activity": activity,
-        });
-        decode(&self.call(CREATE_CHANNEL_THREAD, url, Some(&body)).await?)
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct NewThread<'a, A: ?Sized> {
+            is_group: bool,
+            channel_data: Value,
+            activity: &'a A,
+        }
+        let body = NewThread {
+            is_group: true,
+            channel_data: json!({ "channel": { "id": channel_id }, "tenant": { "id": tenant_id } }),
+            activity,
+        };
+        decode(
+            &self
+                .call(CREATE_CHANNEL_THREAD, url, Some(json_body(&body)?))
+                .await?,
+        )
     }
 
     /// Creates (or finds) the 1:1 chat between the bot and a user; persist the returned id.
@@ -345,7 +357,7 @@ impl ConnectorClient {
             "tenantId": tenant_id,
             "channelData": { "tenant": { "id": tenant_id } },
         });
-        decode(&self.call(CREATE_PERSONAL, url, Some(&body)).await?)
+        decode(&self.call(CREATE_PERSONAL, url, Some(json_body(&body)?)).await?)
     }
 
     /// `GET v3/conversations/{id}/members/{member}`; `member_id` may be a `29:` id, a UPN or an AAD object id.
@@ -370,7 +382,7 @@ impl ConnectorClient {
         &self,
         op: Op,
         url: String,
-        body: Option<&Value>,
+        body: Option<Vec<u8>>,
     ) -> Result<Vec<u8>, ConnectorError> {
         let mut request = self
             .http
@@ -399,7 +411,7 @@ impl ConnectorClient {
             request = request.header(crate::idempotency::HEADER, key);
         }
         if let Some(body) = body {
-            request = request.json(body);
+            request = request.header(CONTENT_TYPE, "application/json").body(body);
         }
         // Every Connector POST creates something and has no server-side idempotency key.
         if op.method == Method::POST
@@ -578,6 +590,13 @@ async fn read_body(mut response: reqwest::Response) -> Result<Vec<u8>, reqwest::
         }
     }
     Ok(body)
+}
+
+/// The request body, serialised before anything is sent (an activity that is already JSON text is copied
+/// as it is).
+fn json_body<T: Serialize + ?Sized>(body: &T) -> Result<Vec<u8>, ConnectorError> {
+    serde_json::to_vec(body)
+        .map_err(|e| ConnectorError::NotSent(format!("the request body could not be serialised: {e}")))
 }
 
 fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, ConnectorError> {

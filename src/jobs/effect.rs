@@ -3,11 +3,14 @@
 //! jobs; the worker commits them with the job's completion, so a multi-step workflow is exactly-once per
 //! step.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
+use crate::botframework::activity::OutboundActivity;
 use crate::botframework::connector::{ConnectorClient, ConnectorError};
 use crate::cards;
 use crate::clock::Clock;
@@ -38,6 +41,29 @@ pub struct ReplyTarget {
     pub reply_to_id: Option<String>,
 }
 
+/// [`Effect::ConnectorSend`]. `A` is how the activity is held: as its JSON text normally, borrowed raw from
+/// the payload while [`Effect::from_payload`] reads it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SendActivity<A = OutboundActivity> {
+    pub service_url: String,
+    pub conversation_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to_id: Option<String>,
+    pub activity: A,
+    /// When set, the sent message's id is remembered under this key so the card can be updated later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub card_key: Option<String>,
+}
+
+/// [`Effect::ConnectorUpdate`]; `A` as for [`SendActivity`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UpdateActivity<A = OutboundActivity> {
+    pub service_url: String,
+    pub conversation_id: String,
+    pub activity_id: String,
+    pub activity: A,
+}
+
 /// Who `team add` names.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "by", rename_all = "snake_case")]
@@ -50,23 +76,9 @@ pub enum MemberTarget {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Effect {
     /// POST an activity into a conversation (a new message, or a reply when `reply_to_id` is set).
-    ConnectorSend {
-        service_url: String,
-        conversation_id: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        reply_to_id: Option<String>,
-        activity: Value,
-        /// When set, the sent message's id is remembered under this key so the card can be updated later.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        card_key: Option<String>,
-    },
+    ConnectorSend(SendActivity),
     /// PUT: replace a message the bot sent earlier (card update in place).
-    ConnectorUpdate {
-        service_url: String,
-        conversation_id: String,
-        activity_id: String,
-        activity: Value,
-    },
+    ConnectorUpdate(UpdateActivity),
     /// Resolve a person (Connector member lookup for a mention, Graph for an email) and add them to the
     /// roster, then answer with the roster card.
     ResolveRosterMember {
@@ -246,6 +258,39 @@ impl EffectOutcome {
 }
 
 impl Effect {
+    /// Reads a job's payload. The message effects carry a whole activity (a card is kilobytes); it is kept
+    /// as the text it was stored as and posted as it is, instead of being built as a tree (serde buffers
+    /// every field of a tagged enum first) and serialised again.
+    pub fn from_payload(payload: &str) -> serde_json::Result<Effect> {
+        #[derive(Deserialize)]
+        struct Kind<'a> {
+            #[serde(borrow)]
+            kind: Cow<'a, str>,
+        }
+        match serde_json::from_str::<Kind>(payload)?.kind.as_ref() {
+            "connector_send" => {
+                let s: SendActivity<Box<RawValue>> = serde_json::from_str(payload)?;
+                Ok(Effect::ConnectorSend(SendActivity {
+                    service_url: s.service_url,
+                    conversation_id: s.conversation_id,
+                    reply_to_id: s.reply_to_id,
+                    activity: OutboundActivity::from_raw(s.activity),
+                    card_key: s.card_key,
+                }))
+            }
+            "connector_update" => {
+                let u: UpdateActivity<Box<RawValue>> = serde_json::from_str(payload)?;
+                Ok(Effect::ConnectorUpdate(UpdateActivity {
+                    service_url: u.service_url,
+                    conversation_id: u.conversation_id,
+                    activity_id: u.activity_id,
+                    activity: OutboundActivity::from_raw(u.activity),
+                }))
+            }
+            _ => serde_json::from_str(payload),
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             Effect::ConnectorSend { .. } => "connector_send",
@@ -270,12 +315,12 @@ impl Effect {
 
     pub fn ordering_key(&self) -> Option<String> {
         match self {
-            Effect::ConnectorSend {
+            Effect::ConnectorSend(SendActivity {
                 conversation_id, ..
-            }
-            | Effect::ConnectorUpdate {
+            })
+            | Effect::ConnectorUpdate(UpdateActivity {
                 conversation_id, ..
-            }
+            })
             | Effect::ResolveRosterMember {
                 conversation_id, ..
             }
@@ -380,13 +425,13 @@ impl Effect {
             Effect::UpdateSyncAttendees { engagement_id } => {
                 super::sync::update_attendees(ctx, *engagement_id).await
             }
-            Effect::ConnectorSend {
+            Effect::ConnectorSend(SendActivity {
                 service_url,
                 conversation_id,
                 reply_to_id,
                 activity,
                 card_key,
-            } => {
+            }) => {
                 let sent = match reply_to_id {
                     Some(reply_to) => {
                         ctx.connector
@@ -422,12 +467,12 @@ impl Effect {
                     Err(error) => EffectOutcome::failed(error, false, Some(conversation_id)),
                 }
             }
-            Effect::ConnectorUpdate {
+            Effect::ConnectorUpdate(UpdateActivity {
                 service_url,
                 conversation_id,
                 activity_id,
                 activity,
-            } => match ctx
+            }) => match ctx
                 .connector
                 .update_activity(service_url, conversation_id, activity_id, activity)
                 .await
@@ -556,16 +601,16 @@ pub fn send_job(
     ctx: &EffectContext,
     key: &str,
     to: &ReplyTarget,
-    activity: Value,
+    activity: OutboundActivity,
     card_key: Option<String>,
 ) -> NewJob {
-    let effect = Effect::ConnectorSend {
+    let effect = Effect::ConnectorSend(SendActivity {
         service_url: to.service_url.clone(),
         conversation_id: to.conversation_id.clone(),
         reply_to_id: to.reply_to_id.clone(),
         activity,
         card_key,
-    };
+    });
     super::job(
         &effect,
         format!("{key}:reply"),
@@ -574,17 +619,18 @@ pub fn send_job(
     )
 }
 
-pub fn text_activity(text: &str) -> Value {
-    json!({ "type": "message", "textFormat": "markdown", "text": text })
+pub fn text_activity(text: &str) -> OutboundActivity {
+    json!({ "type": "message", "textFormat": "markdown", "text": text }).into()
 }
 
 /// A card goes alone in its activity: text beside it makes Teams split the message and lose the id that
 /// later updates need.
-pub fn card_activity(card: Value) -> Value {
+pub fn card_activity(card: Value) -> OutboundActivity {
     json!({
         "type": "message",
         "attachments": [{ "contentType": crate::turn::ADAPTIVE_CARD, "content": card }],
     })
+    .into()
 }
 
 /// `19:x@thread.tacv2;messageid=1` and `19:x@thread.tacv2` are the same conversation reference.
@@ -607,19 +653,19 @@ mod tests {
             reply_to_id: Some("1".into()),
         };
         let effects = vec![
-            Effect::ConnectorSend {
+            Effect::ConnectorSend(SendActivity {
                 service_url: reply.service_url.clone(),
                 conversation_id: "19:c@thread.tacv2".into(),
                 reply_to_id: None,
-                activity: json!({"type": "message"}),
+                activity: json!({"type": "message", "text": "é \"q\""}).into(),
                 card_key: Some("prep:1".into()),
-            },
-            Effect::ConnectorUpdate {
+            }),
+            Effect::ConnectorUpdate(UpdateActivity {
                 service_url: reply.service_url.clone(),
                 conversation_id: "19:c@thread.tacv2".into(),
                 activity_id: "2".into(),
-                activity: json!({"type": "message"}),
-            },
+                activity: json!({"type": "message"}).into(),
+            }),
             Effect::ResolveRosterMember {
                 engagement_id: 1,
                 role: Role::Tam,
@@ -649,6 +695,9 @@ mod tests {
             assert_eq!(value["kind"], effect.kind());
             let back: Effect = serde_json::from_value(value).unwrap();
             assert_eq!(back, effect);
+            // The worker's reader, which keeps a message's activity as text, reads the same effect.
+            let payload = serde_json::to_string(&effect).unwrap();
+            assert_eq!(Effect::from_payload(&payload).unwrap(), effect);
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::effect::{Effect, EffectContext, EffectOutcome, card_activity};
+use super::effect::{Effect, EffectContext, EffectOutcome, SendActivity, card_activity};
 use crate::cards::{self, FtaAuditLine, FtaRequestView, FtaViewer};
 use crate::domain::engagement::Person;
 use crate::domain::fta::{FtaRequestDetails, FtaStatus};
@@ -318,13 +318,13 @@ pub async fn notify_leads(ctx: &EffectContext, key: &str, id: i64) -> EffectOutc
         }
         Err(e) => return failed(e, true),
     };
-    let notice = Effect::ConnectorSend {
+    let notice = Effect::ConnectorSend(SendActivity {
         service_url: reference.service_url,
         conversation_id: reference.conversation_id,
         reply_to_id: None,
         activity: card_activity(cards::fta_lead_notice_card(&view(&request))),
         card_key: None,
-    };
+    });
     EffectOutcome::Done {
         result: None,
         changes: Vec::new(),

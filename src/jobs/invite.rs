@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::effect::{
-    Effect, EffectContext, EffectOutcome, ReplyTarget, card_activity, send_job, text_activity,
+    Effect, EffectContext, EffectOutcome, ReplyTarget, UpdateActivity, card_activity, send_job,
+    text_activity,
 };
 use crate::cards::{self, InviteState, InviteView, SlotChoice};
 use crate::domain::engagement::{Person, RosterMember, is_required_attendee};
@@ -550,12 +551,12 @@ async fn post_or_update(
     reply: Option<&ReplyTarget>,
 ) -> Vec<NewJob> {
     if let Ok(Some(posted)) = ctx.store.card(&card_key(invite.id)).await {
-        let effect = Effect::ConnectorUpdate {
+        let effect = Effect::ConnectorUpdate(UpdateActivity {
             service_url: posted.service_url,
             conversation_id: posted.conversation_id,
             activity_id: posted.activity_id,
             activity: card_activity(card),
-        };
+        });
         return vec![super::job(
             &effect,
             format!("{key}:card"),

@@ -15,8 +15,8 @@ pub mod sync;
 mod worker;
 
 pub use effect::{
-    Effect, EffectContext, EffectError, EffectOutcome, MemberTarget, ReplyTarget, card_activity,
-    send_job, text_activity,
+    Effect, EffectContext, EffectError, EffectOutcome, MemberTarget, ReplyTarget, SendActivity,
+    UpdateActivity, card_activity, send_job, text_activity,
 };
 pub use invite::{InviteData, SchedulingSettings, fm_mailbox, invite_card_with};
 pub use worker::{Worker, WorkerSettings};

@@ -174,7 +174,7 @@ impl Worker {
 
     #[tracing::instrument(skip_all, fields(job.id = job.id, job.kind = %job.kind, job.attempt = job.attempts))]
     async fn execute(&self, job: Job) {
-        let effect: Effect = match serde_json::from_str(&job.payload) {
+        let effect = match Effect::from_payload(&job.payload) {
             Ok(e) => e,
             Err(e) => {
                 self.finish(&job, JobStatus::Dead, &format!("unreadable payload: {e}"))
