@@ -97,12 +97,8 @@ async fn on_message(activity: &Activity, ctx: &TurnContext<'_>) -> Result<TurnOu
             outcome.reply
         }
         Ok(command) => {
-            out.jobs.extend(reply_job(
-                activity,
-                ctx,
-                "reply",
-                stateless_reply(&command),
-            ));
+            out.jobs
+                .extend(reply_job(activity, ctx, "reply", stateless_reply(&command)));
             None
         }
         Err(e) => Some(Reply::Text(e.user_message())),

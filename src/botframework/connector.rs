@@ -357,7 +357,11 @@ impl ConnectorClient {
             "tenantId": tenant_id,
             "channelData": { "tenant": { "id": tenant_id } },
         });
-        decode(&self.call(CREATE_PERSONAL, url, Some(json_body(&body)?)).await?)
+        decode(
+            &self
+                .call(CREATE_PERSONAL, url, Some(json_body(&body)?))
+                .await?,
+        )
     }
 
     /// `GET v3/conversations/{id}/members/{member}`; `member_id` may be a `29:` id, a UPN or an AAD object id.
@@ -595,8 +599,9 @@ async fn read_body(mut response: reqwest::Response) -> Result<Vec<u8>, reqwest::
 /// The request body, serialised before anything is sent (an activity that is already JSON text is copied
 /// as it is).
 fn json_body<T: Serialize + ?Sized>(body: &T) -> Result<Vec<u8>, ConnectorError> {
-    serde_json::to_vec(body)
-        .map_err(|e| ConnectorError::NotSent(format!("the request body could not be serialised: {e}")))
+    serde_json::to_vec(body).map_err(|e| {
+        ConnectorError::NotSent(format!("the request body could not be serialised: {e}"))
+    })
 }
 
 fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, ConnectorError> {

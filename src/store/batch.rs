@@ -12,10 +12,62 @@ use std::pin::Pin;
 use sqlx::{Database, Pool, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
-use super::StoreError;
+use super::{Commit, ConversationRef, InboundKey, NewJob, StoreError};
+use crate::clock::Millis;
 
-type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub(super) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub(super) type Tx<DB> = Transaction<'static, DB>;
+
+/// A one-row conditional update of a running job that every job makes (its completion, its note before
+/// an unrepeatable call). The writer runs all marks of one kind waiting in a batch as one statement: on
+/// SQLite each statement is a round trip to the connection's thread, and under load those hand-offs, not
+/// the statements, were what limited the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum MarkKind {
+    /// `status = 'done'`, `result = text`.
+    Done,
+    /// `last_error = text` (the in-flight note).
+    Sending,
+}
+
+/// One job's mark: applies only while `worker` holds the job's lease.
+#[derive(Debug, Clone)]
+pub(super) struct Mark {
+    pub(super) id: i64,
+    pub(super) worker: String,
+    pub(super) text: Option<String>,
+    pub(super) now: Millis,
+}
+
+/// Runs one statement for `marks` (all of `kind`) and returns the ids it updated. Each backend supplies
+/// it, with its own bind types.
+pub(super) type RunMarks<DB> =
+    for<'t> fn(&'t mut Tx<DB>, MarkKind, &'t [Mark]) -> BoxFuture<'t, Result<Vec<i64>, StoreError>>;
+
+/// Most marks in one statement (four values each, well under either backend's parameter limit).
+pub(super) const MAX_MARKS: usize = 128;
+
+/// A turn's commit in its commonest shape: a new activity id, touches of its conversation and the jobs it
+/// queues (a command answered with a card). The writer merges the turns waiting in a batch into a few
+/// multi-row statements instead of three statements each.
+#[derive(Debug)]
+pub(super) struct TurnRows {
+    pub(super) key: InboundKey,
+    pub(super) now: Millis,
+    pub(super) response: Option<String>,
+    pub(super) touches: Vec<ConversationRef>,
+    pub(super) jobs: Vec<NewJob>,
+}
+
+/// Commits `turns` (in order: of two with the same key, the first is applied) and says how each ended.
+pub(super) type RunTurns<DB> =
+    for<'t> fn(&'t mut Tx<DB>, &'t [TurnRows]) -> BoxFuture<'t, Result<Vec<Commit>, StoreError>>;
+
+/// The backend's statements for the merged writes.
+pub(super) struct Merged<DB: Database> {
+    pub(super) marks: RunMarks<DB>,
+    pub(super) turns: RunTurns<DB>,
+}
 
 /// Called once the batch's fate is known: `Ok` after the commit, `Err` with the reason it failed.
 type Deliver = Box<dyn FnOnce(Result<(), String>) + Send>;
@@ -24,8 +76,14 @@ type Step<DB> = Box<dyn for<'t> FnOnce(&'t mut Tx<DB>) -> BoxFuture<'t, Deliver>
 /// Most writes in one transaction; bounds the latency one batch adds to the first write in it.
 const MAX_BATCH: usize = 256;
 
+enum Entry<DB: Database> {
+    Step(Step<DB>),
+    Mark(MarkKind, Mark, oneshot::Sender<Result<bool, StoreError>>),
+    Turn(Box<TurnRows>, oneshot::Sender<Result<Commit, StoreError>>),
+}
+
 pub(super) struct Writer<DB: Database> {
-    queue: mpsc::UnboundedSender<Step<DB>>,
+    queue: mpsc::UnboundedSender<Entry<DB>>,
     /// SQLite undoes a failed statement by itself and the transaction goes on, so a single-statement write
     /// needs no savepoint there; on PostgreSQL any error poisons the transaction until rolled back to one.
     statement_atomic: bool,
@@ -36,9 +94,9 @@ where
     for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
 {
     /// Starts the writer task on `pool` (for SQLite a pool of one connection: the only writer).
-    pub(super) fn start(pool: Pool<DB>, statement_atomic: bool) -> Self {
+    pub(super) fn start(pool: Pool<DB>, statement_atomic: bool, merged: Merged<DB>) -> Self {
         let (queue, steps) = mpsc::unbounded_channel();
-        tokio::spawn(run(pool, steps));
+        tokio::spawn(run(pool, steps, merged, statement_atomic));
         Self {
             queue,
             statement_atomic,
@@ -79,6 +137,25 @@ where
             .await
     }
 
+    /// Applies `mark` in the next batch, merged with the other marks of its kind there; `Ok(false)` when
+    /// the job is no longer running under `mark.worker`'s lease.
+    pub(super) async fn mark(&self, kind: MarkKind, mark: Mark) -> Result<bool, StoreError> {
+        let (send, recv) = oneshot::channel();
+        self.queue
+            .send(Entry::Mark(kind, mark, send))
+            .map_err(|_| stopped())?;
+        recv.await.map_err(|_| stopped())?
+    }
+
+    /// Commits `turn` in the next batch, merged with the other turns there.
+    pub(super) async fn turn(&self, turn: TurnRows) -> Result<Commit, StoreError> {
+        let (send, recv) = oneshot::channel();
+        self.queue
+            .send(Entry::Turn(Box::new(turn), send))
+            .map_err(|_| stopped())?;
+        recv.await.map_err(|_| stopped())?
+    }
+
     async fn submit<T, F>(&self, savepoint: bool, write: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
@@ -105,7 +182,7 @@ where
                 }) as Deliver
             })
         });
-        self.queue.send(step).map_err(|_| stopped())?;
+        self.queue.send(Entry::Step(step)).map_err(|_| stopped())?;
         // A dropped step (the batch could not even begin) closes the channel.
         recv.await.map_err(|_| stopped())?
     }
@@ -145,30 +222,75 @@ where
     }
 }
 
-async fn run<DB>(pool: Pool<DB>, mut steps: mpsc::UnboundedReceiver<Step<DB>>)
-where
+async fn run<DB>(
+    pool: Pool<DB>,
+    mut entries: mpsc::UnboundedReceiver<Entry<DB>>,
+    merged: Merged<DB>,
+    statement_atomic: bool,
+) where
     DB: Database,
     for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
 {
-    while let Some(first) = steps.recv().await {
+    while let Some(first) = entries.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
-            match steps.try_recv() {
-                Ok(step) => batch.push(step),
+            match entries.try_recv() {
+                Ok(entry) => batch.push(entry),
                 Err(_) => break,
             }
         }
         let size = batch.len();
+        let mut steps = Vec::with_capacity(size);
+        let (mut done, mut sending, mut turns) = (Vec::new(), Vec::new(), Vec::new());
+        for entry in batch {
+            match entry {
+                Entry::Step(step) => steps.push(step),
+                Entry::Turn(turn, send) => turns.push((*turn, send)),
+                Entry::Mark(MarkKind::Done, mark, send) => done.push((mark, send)),
+                Entry::Mark(MarkKind::Sending, mark, send) => sending.push((mark, send)),
+            }
+        }
         let mut tx = match pool.begin().await {
             Ok(tx) => tx,
             Err(e) => {
                 tracing::error!(error = %e, writes = size, "cannot begin a write transaction");
-                // Dropping the steps tells every caller the write did not happen.
+                // Dropping the steps and senders tells every caller the write did not happen.
                 continue;
             }
         };
-        let mut deliveries = Vec::with_capacity(size);
-        for step in batch {
+        // Marks go first: a completion in this batch may free the next job of its conversation for a
+        // claim later in the same batch.
+        let mut marked = Vec::new();
+        for (kind, group) in [(MarkKind::Done, done), (MarkKind::Sending, sending)] {
+            let mut group = group.into_iter().peekable();
+            while group.peek().is_some() {
+                let chunk: Vec<_> = group.by_ref().take(MAX_MARKS).collect();
+                let rows: Vec<Mark> = chunk.iter().map(|(m, _)| m.clone()).collect();
+                let run_marks = merged.marks;
+                let updated = if statement_atomic {
+                    run_marks(&mut tx, kind, &rows).await
+                } else {
+                    in_savepoint(&mut tx, move |tx| {
+                        Box::pin(async move { run_marks(tx, kind, &rows).await })
+                    })
+                    .await
+                };
+                marked.push((chunk, updated));
+            }
+        }
+        // Several statements: all of them or none (a savepoint on either backend).
+        let (rows, turns): (Vec<TurnRows>, Vec<_>) = turns.into_iter().unzip();
+        let turned = if rows.is_empty() {
+            Ok(Vec::new())
+        } else {
+            let run_turns = merged.turns;
+            in_savepoint(&mut tx, move |tx| {
+                Box::pin(async move { run_turns(tx, &rows).await })
+            })
+            .await
+        };
+        let mut deliveries = Vec::with_capacity(steps.len());
+        for step in steps {
             deliveries.push(step(&mut tx).await);
         }
         let committed = tx.commit().await.map_err(|e| e.to_string());
@@ -178,6 +300,38 @@ where
         metrics::histogram!("fieldbot_store_batch_size").record(size as f64);
         for deliver in deliveries {
             deliver(committed.clone());
+        }
+        match (turned, &committed) {
+            (Ok(commits), Ok(())) => {
+                for (send, commit) in turns.into_iter().zip(commits) {
+                    let _ = send.send(Ok(commit));
+                }
+            }
+            (Err(e), _) => {
+                let reason = e.to_string();
+                for send in turns {
+                    let _ = send.send(Err(StoreError::Other(anyhow::anyhow!("{reason}"))));
+                }
+            }
+            (Ok(_), Err(reason)) => {
+                for send in turns {
+                    let _ = send.send(Err(StoreError::Other(anyhow::anyhow!(
+                        "the write was not committed: {reason}"
+                    ))));
+                }
+            }
+        }
+        for (chunk, updated) in marked {
+            for (mark, send) in chunk {
+                let outcome = match (&updated, &committed) {
+                    (Err(e), _) => Err(StoreError::Other(anyhow::anyhow!("{e}"))),
+                    (Ok(_), Err(reason)) => Err(StoreError::Other(anyhow::anyhow!(
+                        "the write was not committed: {reason}"
+                    ))),
+                    (Ok(ids), Ok(())) => Ok(ids.contains(&mark.id)),
+                };
+                let _ = send.send(outcome);
+            }
         }
     }
 }

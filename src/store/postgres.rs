@@ -32,7 +32,14 @@ impl PostgresStore {
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         Ok(Self {
-            writer: Writer::start(pool.clone(), false),
+            writer: Writer::start(
+                pool.clone(),
+                false,
+                super::batch::Merged {
+                    marks: run_marks,
+                    turns: run_turns,
+                },
+            ),
             pool,
         })
     }

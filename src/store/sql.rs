@@ -78,8 +78,97 @@ pub(super) const RETRY_THROTTLED_JOB: &str = "UPDATE jobs SET status = 'pending'
 pub(super) const FAIL_JOB: &str = "UPDATE jobs SET status = $3, last_error = $4, locked_by = NULL, \
      locked_until = NULL, updated_at = $5 WHERE id = $1 AND locked_by = $2 AND status = 'running'";
 
-pub(super) const NOTE_JOB_SENDING: &str = "UPDATE jobs SET last_error = $3 \
-     WHERE id = $1 AND locked_by = $2 AND status = 'running'";
+/// [`super::batch::Mark`]s of one kind as one statement: `rows` value rows of (job id, worker, text, now),
+/// rounded up to a power of two (the rest padded with rows that match no job) so that a handful of
+/// statement texts serve every batch size and stay prepared.
+pub(super) fn mark_sql(kind: super::batch::MarkKind, rows: usize) -> (String, usize) {
+    let rows = rows.max(1).next_power_of_two();
+    let values: Vec<String> = (0..rows)
+        .map(|i| {
+            let n = i * 4;
+            format!("(${}, ${}, ${}, ${})", n + 1, n + 2, n + 3, n + 4)
+        })
+        .collect();
+    let set = match kind {
+        super::batch::MarkKind::Done => {
+            "status = 'done', result = v.txt, locked_by = NULL, locked_until = NULL, updated_at = v.at"
+        }
+        super::batch::MarkKind::Sending => "last_error = v.txt",
+    };
+    let sql = format!(
+        "WITH v(job_id, worker_id, txt, at) AS (VALUES {}) UPDATE jobs SET {set} FROM v \
+         WHERE jobs.id = v.job_id AND jobs.locked_by = v.worker_id AND jobs.status = 'running' RETURNING id",
+        values.join(", ")
+    );
+    (sql, rows)
+}
+
+/// `head` followed by `rows` copies of `row` (whose `?1`..`?k` become that row's `$N`) and `tail`: one
+/// multi-row statement.
+fn rows_sql(head: &str, row: &str, params: usize, rows: usize, tail: &str) -> String {
+    let rows: Vec<String> = (0..rows)
+        .map(|r| {
+            // Highest first, so `?1` does not match the start of `?10`.
+            (1..=params).rev().fold(row.to_owned(), |text, k| {
+                text.replace(&format!("?{k}"), &format!("${}", r * params + k))
+            })
+        })
+        .collect();
+    format!("{head} VALUES {} {tail}", rows.join(", "))
+}
+
+/// Splits `items` into runs whose lengths are powers of two (at most 64), so that a multi-row statement
+/// comes in a handful of texts that stay prepared rather than one per batch size.
+pub(super) fn pow2_chunks<T>(mut items: &[T]) -> Vec<&[T]> {
+    let mut chunks = Vec::new();
+    while !items.is_empty() {
+        let size = if items.len() >= 64 {
+            64
+        } else {
+            1 << items.len().ilog2()
+        };
+        let (chunk, rest) = items.split_at(size);
+        chunks.push(chunk);
+        items = rest;
+    }
+    chunks
+}
+
+pub(super) fn inbound_rows_sql(rows: usize) -> String {
+    rows_sql(
+        "INSERT INTO inbound_activities (channel_id, conversation_id, activity_id, received_at, response)",
+        "(?1, ?2, ?3, ?4, ?5)",
+        5,
+        rows,
+        "ON CONFLICT DO NOTHING RETURNING channel_id, conversation_id, activity_id",
+    )
+}
+
+pub(super) fn conversation_rows_sql(rows: usize) -> String {
+    let (head, tail) = UPSERT_CONVERSATION
+        .split_once(" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'live', NULL, $9, $9) ")
+        .unwrap_or_default();
+    rows_sql(
+        head,
+        "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'live', NULL, ?9, ?9)",
+        9,
+        rows,
+        tail,
+    )
+}
+
+pub(super) fn job_rows_sql(rows: usize) -> String {
+    let (head, tail) = INSERT_JOB
+        .split_once(" VALUES ($1, $2, $3, $4, 'pending', 0, $5, $6, $7, $7) ")
+        .unwrap_or_default();
+    rows_sql(
+        head,
+        "(?1, ?2, ?3, ?4, 'pending', 0, ?5, ?6, ?7, ?7)",
+        7,
+        rows,
+        tail,
+    )
+}
 
 pub(super) const REQUEUE_JOB: &str = "UPDATE jobs SET status = 'pending', run_at = $2, attempts = 0, \
      updated_at = $2 WHERE id = $1 AND status IN ('dead', 'unconfirmed')";
@@ -204,8 +293,30 @@ macro_rules! impl_store {
                 jobs: Vec<NewJob>,
                 response: Option<String>,
             ) -> Result<Commit, StoreError> {
+                // Most turns (a command answered with a card) only touch the conversation and enqueue
+                // replies: those are merged with the others of their batch.
+                if let Some(key) = key
+                    && changes
+                        .iter()
+                        .all(|c| matches!(c, Change::TouchConversation(_)))
+                {
+                    let touches = changes
+                        .into_iter()
+                        .filter_map(|c| match c {
+                            Change::TouchConversation(r) => Some(r),
+                            _ => None,
+                        })
+                        .collect();
+                    let turn = super::batch::TurnRows {
+                        key: key.clone(),
+                        now,
+                        response,
+                        touches,
+                        jobs,
+                    };
+                    return self.writer.turn(turn).await;
+                }
                 let key = key.cloned();
-                // Most turns (a command answered with a card) only touch the conversation and enqueue replies.
                 let may_conflict = !changes.iter().all(Change::cannot_conflict);
                 self.writer
                     .write_as(may_conflict, move |tx| {
@@ -342,6 +453,10 @@ macro_rules! impl_store {
                 let result = result.map(|v| v.to_string());
                 let worker = worker.to_owned();
                 let follow_ups = !changes.is_empty() || !jobs.is_empty();
+                if !follow_ups {
+                    let mark = super::batch::Mark { id, worker, text: result, now };
+                    return self.writer.mark(super::batch::MarkKind::Done, mark).await;
+                }
                 self.writer
                     .write_as(follow_ups, move |tx| {
                         Box::pin(async move {
@@ -457,21 +572,14 @@ macro_rules! impl_store {
                 worker: &str,
                 note: &str,
             ) -> Result<bool, StoreError> {
-                let (worker, note) = (worker.to_owned(), clip(note));
-                self.writer
-                    .write_one(move |tx| {
-                        Box::pin(async move {
-                            let n = sqlx::query(sql::NOTE_JOB_SENDING)
-                                .bind(id)
-                                .bind(&worker)
-                                .bind(&note)
-                                .execute(&mut **tx)
-                                .await?
-                                .rows_affected();
-                            Ok(n == 1)
-                        })
-                    })
-                    .await
+                let mark = super::batch::Mark {
+                    id,
+                    worker: worker.to_owned(),
+                    text: Some(clip(note)),
+                    // Only the completion records a time.
+                    now: 0,
+                };
+                self.writer.mark(super::batch::MarkKind::Sending, mark).await
             }
 
             async fn requeue_job(&self, id: i64, now: Millis) -> Result<bool, StoreError> {
@@ -1046,7 +1154,184 @@ macro_rules! impl_store {
                 .await?
                 .rows_affected())
         }
+
+        /// The backend's [`super::batch::RunTurns`]: the de-duplication rows first (those inserted are the
+        /// new activities), then the new activities' conversation touches and jobs.
+        fn run_turns<'t>(
+            tx: &'t mut sqlx::Transaction<'static, $db>,
+            turns: &'t [super::batch::TurnRows],
+        ) -> super::batch::BoxFuture<'t, Result<Vec<Commit>, StoreError>> {
+            Box::pin(async move {
+                let mut inserted = std::collections::HashSet::new();
+                for chunk in sql::pow2_chunks(turns) {
+                    let text = sql::inbound_rows_sql(chunk.len());
+                    let mut query =
+                        sqlx::query_as::<_, (String, String, String)>(sqlx::AssertSqlSafe(text));
+                    for t in chunk {
+                        query = query
+                            .bind(&t.key.channel_id)
+                            .bind(&t.key.conversation_id)
+                            .bind(&t.key.activity_id)
+                            .bind(t.now)
+                            .bind(t.response.as_deref());
+                    }
+                    inserted.extend(query.fetch_all(&mut **tx).await?);
+                }
+                let mut commits = Vec::with_capacity(turns.len());
+                let mut applied = Vec::new();
+                for t in turns {
+                    let key = (
+                        t.key.channel_id.clone(),
+                        t.key.conversation_id.clone(),
+                        t.key.activity_id.clone(),
+                    );
+                    // Of two turns with one key in the batch, the first takes the inserted row.
+                    if inserted.remove(&key) {
+                        commits.push(Commit::Applied);
+                        applied.push(t);
+                    } else {
+                        let row: Option<(Option<String>,)> = sqlx::query_as(sql::SELECT_INBOUND)
+                            .bind(&t.key.channel_id)
+                            .bind(&t.key.conversation_id)
+                            .bind(&t.key.activity_id)
+                            .fetch_optional(&mut **tx)
+                            .await?;
+                        commits.push(Commit::Duplicate {
+                            response: row.and_then(|r| r.0),
+                        });
+                    }
+                }
+                // One row per conversation (a multi-row upsert may not touch a row twice), folded in order
+                // as consecutive upserts would have left it.
+                let mut touches: Vec<(ConversationRef, Millis)> = Vec::new();
+                for t in &applied {
+                    for touch in &t.touches {
+                        match touches
+                            .iter_mut()
+                            .find(|(r, _)| r.conversation_id == touch.conversation_id)
+                        {
+                            Some((r, at)) => {
+                                *r = ConversationRef {
+                                    conversation_id: touch.conversation_id.clone(),
+                                    service_url: touch.service_url.clone(),
+                                    tenant_id: touch.tenant_id.clone().or(r.tenant_id.take()),
+                                    team_id: touch.team_id.clone().or(r.team_id.take()),
+                                    team_name: touch.team_name.clone().or(r.team_name.take()),
+                                    channel_id: touch.channel_id.clone().or(r.channel_id.take()),
+                                    bot_id: touch.bot_id.clone().or(r.bot_id.take()),
+                                    conversation_type: touch
+                                        .conversation_type
+                                        .clone()
+                                        .or(r.conversation_type.take()),
+                                };
+                                *at = t.now;
+                            }
+                            None => touches.push((touch.clone(), t.now)),
+                        }
+                    }
+                }
+                for chunk in sql::pow2_chunks(&touches) {
+                    let text = sql::conversation_rows_sql(chunk.len());
+                    let mut query = sqlx::query(sqlx::AssertSqlSafe(text));
+                    for (r, at) in chunk {
+                        query = query
+                            .bind(&r.conversation_id)
+                            .bind(&r.service_url)
+                            .bind(r.tenant_id.as_deref())
+                            .bind(r.team_id.as_deref())
+                            .bind(r.team_name.as_deref())
+                            .bind(r.channel_id.as_deref())
+                            .bind(r.bot_id.as_deref())
+                            .bind(r.conversation_type.as_deref())
+                            .bind(*at);
+                    }
+                    query.execute(&mut **tx).await?;
+                }
+                let jobs: Vec<(&NewJob, Millis)> = applied
+                    .iter()
+                    .flat_map(|t| t.jobs.iter().map(move |j| (j, t.now)))
+                    .collect();
+                for chunk in sql::pow2_chunks(&jobs) {
+                    let text = sql::job_rows_sql(chunk.len());
+                    let mut query = sqlx::query(sqlx::AssertSqlSafe(text));
+                    for (job, now) in chunk {
+                        query = query
+                            .bind(&job.kind)
+                            .bind(&job.payload)
+                            .bind(&job.idempotency_key)
+                            .bind(job.ordering_key.as_deref())
+                            .bind(i64::from(job.max_attempts))
+                            .bind(job.run_at)
+                            .bind(*now);
+                    }
+                    query.execute(&mut **tx).await?;
+                }
+                Ok(commits)
+            })
+        }
+
+        /// The backend's [`super::batch::RunMarks`].
+        fn run_marks<'t>(
+            tx: &'t mut sqlx::Transaction<'static, $db>,
+            kind: super::batch::MarkKind,
+            marks: &'t [super::batch::Mark],
+        ) -> super::batch::BoxFuture<'t, Result<Vec<i64>, StoreError>> {
+            Box::pin(async move {
+                let (text, rows) = sql::mark_sql(kind, marks.len());
+                let mut query = sqlx::query_as::<_, (i64,)>(sqlx::AssertSqlSafe(text));
+                for mark in marks {
+                    query = query
+                        .bind(mark.id)
+                        .bind(mark.worker.as_str())
+                        .bind(mark.text.as_deref())
+                        .bind(mark.now);
+                }
+                for _ in marks.len()..rows {
+                    query = query
+                        .bind(-1_i64)
+                        .bind("")
+                        .bind(None::<&str>)
+                        .bind(0_i64);
+                }
+                let ids = query.fetch_all(&mut **tx).await?;
+                Ok(ids.into_iter().map(|(id,)| id).collect())
+            })
+        }
     };
 }
 
 pub(super) use impl_store;
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::indexing_slicing)]
+    use super::*;
+
+    /// The merged statements are the single-row ones repeated: one row gives back the original text.
+    #[test]
+    fn multi_row_statements_extend_the_single_row_ones() {
+        assert_eq!(conversation_rows_sql(1), UPSERT_CONVERSATION);
+        assert_eq!(job_rows_sql(1), INSERT_JOB);
+        assert_eq!(
+            inbound_rows_sql(1),
+            format!("{INSERT_INBOUND} RETURNING channel_id, conversation_id, activity_id")
+        );
+        let two = job_rows_sql(2);
+        assert!(
+            two.contains("($8, $9, $10, $11, 'pending', 0, $12, $13, $14, $14)"),
+            "{two}"
+        );
+    }
+
+    #[test]
+    fn chunks_are_powers_of_two_in_order() {
+        let items: Vec<u32> = (0..200).collect();
+        let chunks = pow2_chunks(&items);
+        let sizes: Vec<usize> = chunks.iter().map(|c| c.len()).collect();
+        assert_eq!(sizes, [64, 64, 64, 8]);
+        assert_eq!(chunks.concat(), items);
+        assert!(pow2_chunks::<u32>(&[]).is_empty());
+        let sizes: Vec<usize> = pow2_chunks(&items[..13]).iter().map(|c| c.len()).collect();
+        assert_eq!(sizes, [8, 4, 1]);
+    }
+}

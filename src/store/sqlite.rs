@@ -59,7 +59,14 @@ impl SqliteStore {
             .await?;
         Ok(Self {
             pool,
-            writer: Writer::start(write_pool, true),
+            writer: Writer::start(
+                write_pool,
+                true,
+                super::batch::Merged {
+                    marks: run_marks,
+                    turns: run_turns,
+                },
+            ),
         })
     }
 }

@@ -742,6 +742,74 @@ async fn postgres_concurrent_commits_are_isolated_in_their_batch() {
     concurrent_commits(s).await;
 }
 
+/// Completions and pre-send notes waiting together are merged into one statement per kind; each caller
+/// still hears about its own job only, and a mark from a worker that does not hold the lease changes nothing.
+async fn concurrent_marks(s: Arc<dyn Store>) {
+    let jobs: Vec<NewJob> = (0..150).map(|i| job(&format!("m{i}"), None, 0)).collect();
+    s.enqueue_jobs(jobs, 0).await.unwrap();
+    let claimed = s.claim_jobs("w1", 10, 60_000, 200).await.unwrap();
+    assert_eq!(claimed.len(), 150);
+    let mut handles = Vec::new();
+    for (i, claimed) in claimed.into_iter().enumerate() {
+        let s = s.clone();
+        handles.push(tokio::spawn(async move {
+            let key = claimed.idempotency_key.clone();
+            let id = claimed.id;
+            let answer = match i % 5 {
+                // Not the lease holder.
+                0 => s.complete_job(id, "w2", None, vec![], vec![], 20).await,
+                1 => s.note_job_sending(id, "w2", "in flight").await,
+                2 => {
+                    s.note_job_sending(id, "w1", &format!("in flight {key}"))
+                        .await
+                }
+                _ => {
+                    let result = Some(json!({ "activityId": key }));
+                    s.complete_job(id, "w1", result, vec![], vec![], 20).await
+                }
+            };
+            (i, key, answer.unwrap())
+        }));
+    }
+    for h in handles {
+        let (i, key, answer) = h.await.unwrap();
+        let stored = s.job_by_key(&key).await.unwrap().unwrap();
+        match i % 5 {
+            0 | 1 => {
+                assert!(!answer, "{key}: a mark without the lease is refused");
+                assert_eq!(stored.status, JobStatus::Running, "{key}");
+                assert_eq!(stored.last_error, None, "{key}");
+            }
+            2 => {
+                assert!(answer, "{key}");
+                assert_eq!(stored.status, JobStatus::Running, "{key}");
+                assert_eq!(
+                    stored.last_error.as_deref(),
+                    Some(format!("in flight {key}").as_str())
+                );
+            }
+            _ => {
+                assert!(answer, "{key}");
+                assert_eq!(stored.status, JobStatus::Done, "{key}");
+                assert_eq!(stored.result, Some(json!({ "activityId": key })), "{key}");
+                assert_eq!(stored.locked_by, None, "{key}");
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_concurrent_marks_each_answer_for_their_own_job() {
+    let (s, _db) = store(Backend::Sqlite).await;
+    concurrent_marks(s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_concurrent_marks_each_answer_for_their_own_job() {
+    let (s, _db) = store(Backend::Postgres).await;
+    concurrent_marks(s).await;
+}
+
 /// A throttled retry gives back the attempt its claim counted, while the job is young enough.
 async fn throttled_retry_story(s: &dyn Store) {
     s.enqueue_jobs(vec![job("t", None, 100)], 100)
