@@ -779,8 +779,10 @@ fn roster_member(role: &str, person: &str) -> Option<RosterMember> {
     })
 }
 
-const JOB_COLUMNS: &str = "id, kind, payload, idempotency_key, ordering_key, status, attempts, max_attempts, \
-     run_at, locked_by, last_error, result";
+/// The payload of a job queued before migration 0006 is in `jobs.payload`, of a newer one in `job_payloads`.
+const JOB_COLUMNS: &str = "id, kind, \
+     COALESCE((SELECT jp.payload FROM job_payloads jp WHERE jp.job_id = jobs.id), payload) AS payload, \
+     idempotency_key, ordering_key, status, attempts, max_attempts, run_at, locked_by, last_error, result";
 
 const CONVERSATION_COLUMNS: &str = "conversation_id, service_url, tenant_id, team_id, team_name, channel_id, \
      bot_id, conversation_type, status, dead_reason, updated_at";

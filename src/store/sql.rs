@@ -35,8 +35,12 @@ pub(super) const MARK_CONVERSATION_DEAD: &str = "UPDATE conversations \
 
 pub(super) const INSERT_JOB: &str = "INSERT INTO jobs \
      (kind, payload, idempotency_key, ordering_key, status, attempts, max_attempts, run_at, created_at, updated_at) \
-     VALUES ($1, $2, $3, $4, 'pending', 0, $5, $6, $7, $7) \
-     ON CONFLICT (idempotency_key) DO NOTHING";
+     VALUES ($1, '', $2, $3, 'pending', 0, $4, $5, $6, $6) \
+     ON CONFLICT (idempotency_key) DO NOTHING RETURNING id, idempotency_key";
+
+/// The payload of a job just inserted (see migration 0006).
+pub(super) const INSERT_JOB_PAYLOAD: &str =
+    "INSERT INTO job_payloads (job_id, payload) VALUES ($1, $2)";
 
 /// A job is claimable when due (a running job's `run_at` is its lease expiry, so an abandoned lease is due
 /// too) and it heads its ordering chain: no older job with the same ordering key is still live, so one
@@ -159,15 +163,24 @@ pub(super) fn conversation_rows_sql(rows: usize) -> String {
 
 pub(super) fn job_rows_sql(rows: usize) -> String {
     let (head, tail) = INSERT_JOB
-        .split_once(" VALUES ($1, $2, $3, $4, 'pending', 0, $5, $6, $7, $7) ")
+        .split_once(" VALUES ($1, '', $2, $3, 'pending', 0, $4, $5, $6, $6) ")
         .unwrap_or_default();
     rows_sql(
         head,
-        "(?1, ?2, ?3, ?4, 'pending', 0, ?5, ?6, ?7, ?7)",
-        7,
+        "(?1, '', ?2, ?3, 'pending', 0, ?4, ?5, ?6, ?6)",
+        6,
         rows,
         tail,
     )
+}
+
+pub(super) fn job_payload_rows_sql(rows: usize) -> String {
+    let head = INSERT_JOB_PAYLOAD
+        .strip_suffix(" VALUES ($1, $2)")
+        .unwrap_or_default();
+    rows_sql(head, "(?1, ?2)", 2, rows, "")
+        .trim_end()
+        .to_owned()
 }
 
 pub(super) const REQUEUE_JOB: &str = "UPDATE jobs SET status = 'pending', run_at = $2, attempts = 0, \
@@ -1142,17 +1155,25 @@ macro_rules! impl_store {
             job: &NewJob,
             now: Millis,
         ) -> Result<u64, StoreError> {
-            Ok(sqlx::query(sql::INSERT_JOB)
+            let inserted: Option<(i64, String)> = sqlx::query_as(sql::INSERT_JOB)
                 .bind(&job.kind)
-                .bind(&job.payload)
                 .bind(&job.idempotency_key)
                 .bind(job.ordering_key.as_deref())
                 .bind(i64::from(job.max_attempts))
                 .bind(job.run_at)
                 .bind(now)
+                .fetch_optional(&mut **tx)
+                .await?;
+            let Some((id, _)) = inserted else {
+                // Queued before under the same key.
+                return Ok(0);
+            };
+            sqlx::query(sql::INSERT_JOB_PAYLOAD)
+                .bind(id)
+                .bind(&job.payload)
                 .execute(&mut **tx)
-                .await?
-                .rows_affected())
+                .await?;
+            Ok(1)
         }
 
         /// The backend's [`super::batch::RunTurns`]: the de-duplication rows first (those inserted are the
@@ -1251,18 +1272,38 @@ macro_rules! impl_store {
                     .iter()
                     .flat_map(|t| t.jobs.iter().map(move |j| (j, t.now)))
                     .collect();
+                let mut inserted = std::collections::HashMap::new();
                 for chunk in sql::pow2_chunks(&jobs) {
                     let text = sql::job_rows_sql(chunk.len());
-                    let mut query = sqlx::query(sqlx::AssertSqlSafe(text));
+                    let mut query =
+                        sqlx::query_as::<_, (i64, String)>(sqlx::AssertSqlSafe(text));
                     for (job, now) in chunk {
                         query = query
                             .bind(&job.kind)
-                            .bind(&job.payload)
                             .bind(&job.idempotency_key)
                             .bind(job.ordering_key.as_deref())
                             .bind(i64::from(job.max_attempts))
                             .bind(job.run_at)
                             .bind(*now);
+                    }
+                    for (id, key) in query.fetch_all(&mut **tx).await? {
+                        inserted.insert(key, id);
+                    }
+                }
+                // A job whose key was queued before is not inserted again, nor is its payload.
+                let payloads: Vec<(i64, &str)> = jobs
+                    .iter()
+                    .filter_map(|(job, _)| {
+                        inserted
+                            .remove(&job.idempotency_key)
+                            .map(|id| (id, job.payload.as_str()))
+                    })
+                    .collect();
+                for chunk in sql::pow2_chunks(&payloads) {
+                    let text = sql::job_payload_rows_sql(chunk.len());
+                    let mut query = sqlx::query(sqlx::AssertSqlSafe(text));
+                    for (id, payload) in chunk {
+                        query = query.bind(*id).bind(*payload);
                     }
                     query.execute(&mut **tx).await?;
                 }
@@ -1316,9 +1357,10 @@ mod tests {
             inbound_rows_sql(1),
             format!("{INSERT_INBOUND} RETURNING channel_id, conversation_id, activity_id")
         );
+        assert_eq!(job_payload_rows_sql(1), INSERT_JOB_PAYLOAD);
         let two = job_rows_sql(2);
         assert!(
-            two.contains("($8, $9, $10, $11, 'pending', 0, $12, $13, $14, $14)"),
+            two.contains("($7, '', $8, $9, 'pending', 0, $10, $11, $12, $12)"),
             "{two}"
         );
     }
