@@ -40,8 +40,7 @@ async fn short_soak_is_exactly_once_under_faults_and_a_sigkill() {
         replicas: 1,
         faults: fakes::Faults {
             // Shorter quiet spells than the long soak, so a short run sees storms and refusals; fewer
-            // stalls, because today's worker waits for its whole batch, so every stall holds all jobs
-            // back 3 s (README, Performance).
+            // stalls, so that the run stays short.
             storm_every: Duration::from_secs(4),
             refuse_every: Duration::from_secs(5),
             stall: 0.015,
@@ -51,6 +50,7 @@ async fn short_soak_is_exactly_once_under_faults_and_a_sigkill() {
         drain_timeout: Duration::from_secs(40),
     };
     let store_url = setup.store_url.clone();
+    let channels = plan.channels;
     let report = driver::run(setup, plan).await.unwrap();
     println!("{}", report.table());
     let logs = std::fs::read_to_string(dir.path().join("logs/fieldbot-0.log")).unwrap_or_default();
@@ -94,8 +94,10 @@ async fn short_soak_is_exactly_once_under_faults_and_a_sigkill() {
     assert!(report.drained, "{}", explain());
     assert_eq!(report.accepted, report.commands, "{}", explain());
     assert_eq!(report.approvals_missing, 0, "{}", explain());
-    // Held-but-unsent effects come only from the kill: a handful at most, never a pattern.
-    assert!(report.lost.len() <= 4, "{}", explain());
+    // Held effects come only from the kill: a job is held when the kill fell between its note and its
+    // recorded outcome, and one conversation's jobs run one at a time, so at most one per conversation (the
+    // command channels and the FTA leads' channel). How many of them were mid-call depends on the moment.
+    assert!(report.lost.len() <= channels + 1, "{}", explain());
     let f = &report.faults;
     assert!(
         f.error_503 > 0 && f.drops > 0 && f.stalls > 0,
