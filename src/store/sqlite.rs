@@ -23,14 +23,6 @@ pub struct SqliteStore {
     pool: sqlx::SqlitePool,
     /// The one writing connection, fed by the group-commit writer.
     writer: Writer<sqlx::Sqlite>,
-    /// The WAL checkpoints (see [`checkpoints`]); they end with the store.
-    checkpoints: tokio::task::AbortHandle,
-}
-
-impl Drop for SqliteStore {
-    fn drop(&mut self) {
-        self.checkpoints.abort();
-    }
 }
 
 impl SqliteStore {
@@ -63,18 +55,12 @@ impl SqliteStore {
         sqlx::migrate!("./migrations/sqlite")
             .run(&write_pool)
             .await?;
-        let checkpointer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options.clone())
-            .await?;
-        let checkpoints = tokio::spawn(checkpoints(checkpointer)).abort_handle();
         let pool = SqlitePoolOptions::new()
             .max_connections(max_connections.max(1))
             .connect_with(options.read_only(true))
             .await?;
         Ok(Self {
             pool,
-            checkpoints,
             writer: Writer::start(
                 write_pool,
                 true,
@@ -84,24 +70,6 @@ impl SqliteStore {
                 },
             ),
         })
-    }
-}
-
-/// Copies committed WAL frames into the database file every 100 ms, beside the writer and without taking
-/// the write lock (`PASSIVE`). The writer's own automatic checkpoint (every 1,000 pages) then finds most
-/// frames copied already, so its batches wait less; it still runs, because only a checkpoint by the
-/// writer between its transactions lets the WAL start over instead of growing under steady load.
-async fn checkpoints(pool: sqlx::SqlitePool) {
-    let mut tick = tokio::time::interval(Duration::from_millis(100));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        if let Err(e) = sqlx::raw_sql("PRAGMA wal_checkpoint(PASSIVE)")
-            .execute(&pool)
-            .await
-        {
-            tracing::warn!(error = %e, "WAL checkpoint failed; will retry");
-        }
     }
 }
 
