@@ -430,10 +430,12 @@ async fn act(
     Ok(outcome)
 }
 
-/// When the post of the status card ended unconfirmed (sent, but the answer with its id was lost), the
-/// card is in the channel yet fieldbot does not know it, and every later update of it would be skipped. A
-/// click on that card names it: the root of a thread in the engagement's channel (`;messageid=` equal to
-/// the clicked message). Remembering it there lets the updates reach it, and a requeued post skip.
+/// When the post of the status card has not told fieldbot the card's id (it ended unconfirmed: sent, but
+/// the answer was lost; or it is still "running" under a replica that died mid-call, and will be found cut
+/// off and held), the card is in the channel yet fieldbot does not know it, and every later update of it
+/// would be skipped. A click on that card names it: the root of a thread in the engagement's channel
+/// (`;messageid=` equal to the clicked message). Remembering it there lets the updates reach it, and a
+/// requeued post skip. A click proves the card exists, so the post's state does not matter.
 async fn adopt_status_card(
     ctx: &Ctx<'_>,
     request: &FtaRequestRecord,
@@ -458,7 +460,7 @@ async fn adopt_status_card(
         .store
         .job_by_key(&format!("{}:fta:thread", request.request_key))
         .await?;
-    if post.is_none_or(|job| job.status != crate::store::JobStatus::Unconfirmed) {
+    if post.is_none() {
         return Ok(None);
     }
     tracing::info!(

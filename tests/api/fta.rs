@@ -732,3 +732,78 @@ async fn a_status_card_whose_post_was_unconfirmed_is_updated_once_a_lead_clicks_
         .count();
     assert_eq!(updates, 1, "the card shows the assignment");
 }
+
+/// Found by the soak: a replica was killed mid-post of a status card (the card reached the channel), and a
+/// lead clicked it before the lease expired, while the post was still "running" under the dead replica.
+/// The card has to be adopted then too: once the post is found cut off it is only held, never re-sent, and
+/// without the adoption every later update of the card was skipped.
+#[tokio::test]
+async fn a_status_card_clicked_while_its_post_is_still_in_flight_is_updated() {
+    let app = fta_app().await;
+    // The first post is refused, so the request waits with its post queued for a retry.
+    Mock::given(method("POST"))
+        .and(path("/v3/conversations"))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&app.connector)
+        .await;
+    let id = submit(&app).await;
+    // A replica that is about to die takes the post, notes it is sending, and sends it (the card is in
+    // the channel as message 555); then it is killed before recording anything.
+    app.clock.advance(std::time::Duration::from_secs(600));
+    let now = app.clock.now();
+    let claimed = app
+        .store
+        .claim_jobs("doomed-replica", now, now + 60_000, 10)
+        .await
+        .unwrap();
+    let post = claimed
+        .iter()
+        .find(|j| j.idempotency_key.ends_with(":fta:thread"))
+        .unwrap_or_else(|| panic!("the post is due again: {claimed:?}"));
+    assert!(
+        app.store
+            .note_job_sending(
+                post.id,
+                "doomed-replica",
+                "in flight: attempt 2 sent a call that must not be repeated"
+            )
+            .await
+            .unwrap()
+    );
+
+    // A lead clicks Assign on the card before the dead replica's lease ran out.
+    let mut assign = click(
+        &app,
+        lead1(),
+        "fta.assign",
+        json!({ "requestId": id, "version": 1, "fta": "ada@contoso.com" }),
+    );
+    assign["conversation"]["id"] = json!(THREAD);
+    assign["replyToId"] = json!("555");
+    let answer: Value = app.post_activity(&assign).await.json().await.unwrap();
+    assert_eq!(answer["statusCode"], 200, "{answer}");
+
+    // The lease expires; the post is found cut off (held, not re-sent) and the card update follows it.
+    app.clock.advance(std::time::Duration::from_secs(120));
+    app.run_pending_jobs().await;
+    let posts = app
+        .connector_requests()
+        .await
+        .into_iter()
+        .filter(|r| r.method.as_str() == "POST" && r.url.path() == "/v3/conversations")
+        .count();
+    assert_eq!(
+        posts, 1,
+        "the refused post only: the cut-off one is not sent again"
+    );
+    let card_path = format!("/v3/conversations/{}/activities/555", encoded(THREAD));
+    let updates = app
+        .connector_requests()
+        .await
+        .into_iter()
+        .filter(|r| r.method.as_str() == "PUT" && r.url.path() == card_path)
+        .count();
+    assert_eq!(updates, 1, "the card shows the assignment");
+}
