@@ -1,4 +1,5 @@
-//! The command line: `serve`, `migrate`, `print-config`, `doctor`, `outbox`, `package`, `local-connector`.
+//! The command line: `serve`, `migrate`, `print-config`, `doctor`, `outbox`, `jobs`, `package`,
+//! `local-connector`.
 //! Everything else lives in the library.
 
 use std::process::ExitCode;
@@ -43,6 +44,12 @@ enum Command {
         #[arg(long)]
         bodies: bool,
     },
+    /// The jobs that need an operator: dead letters and unconfirmed calls (a POST that may have happened,
+    /// held instead of sent twice).
+    Jobs {
+        #[command(subcommand)]
+        action: JobsAction,
+    },
     /// Build the Teams app package (manifest.json, color.png, outline.png) from manifest/ and the
     /// configuration, validated against the manifest schema v1.25 before it is written.
     Package {
@@ -70,6 +77,21 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum JobsAction {
+    /// List the held jobs, oldest first.
+    List {
+        /// `unconfirmed` or `dead`.
+        #[arg(long, default_value = "unconfirmed")]
+        status: String,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Queue a held job to run again now, with fresh attempts. For an unconfirmed call, first check that
+    /// it did not happen (the message is not in the conversation, the mail is not in Sent Items).
+    Requeue { id: i64 },
 }
 
 #[tokio::main]
@@ -111,6 +133,7 @@ async fn main() -> ExitCode {
             Ok(())
         }
         Command::Outbox { limit, bodies } => outbox(&settings, limit, bodies).await,
+        Command::Jobs { action } => jobs(&settings, action).await,
         Command::Serve => serve(settings).await,
         Command::Package {
             out,
@@ -158,6 +181,44 @@ async fn outbox(settings: &Settings, limit: u32, bodies: bool) -> anyhow::Result
         println!("#{:<6} {at}  {:<6} {}", call.id, call.method, call.path);
         if let (true, Some(body)) = (bodies, &call.body) {
             println!("{}", serde_json::to_string_pretty(body).unwrap_or_default());
+        }
+    }
+    Ok(())
+}
+
+async fn jobs(settings: &Settings, action: JobsAction) -> anyhow::Result<()> {
+    use fieldbot::store::JobStatus;
+    let store = fieldbot::store::connect(&settings.store.url, 1).await?;
+    match action {
+        JobsAction::List { status, limit } => {
+            let status = match status.as_str() {
+                "unconfirmed" => JobStatus::Unconfirmed,
+                "dead" => JobStatus::Dead,
+                other => anyhow::bail!("--status must be unconfirmed or dead, not {other:?}"),
+            };
+            let held = store.jobs_with_status(status, limit).await?;
+            if held.is_empty() {
+                println!("no {} jobs", status.as_str());
+            }
+            for job in held {
+                println!(
+                    "#{:<8} {:<22} attempts {:<3} {}\n          {}",
+                    job.id,
+                    job.kind,
+                    job.attempts,
+                    job.idempotency_key,
+                    job.last_error.unwrap_or_default()
+                );
+            }
+        }
+        JobsAction::Requeue { id } => {
+            let now = fieldbot::clock::Clock::system().now();
+            if !store.requeue_job(id, now).await? {
+                anyhow::bail!("job {id} is not dead or unconfirmed (or does not exist)");
+            }
+            println!(
+                "job {id} queued again; a running fieldbot picks it up within its poll interval"
+            );
         }
     }
     Ok(())

@@ -173,6 +173,66 @@ async fn a_post_that_timed_out_is_not_resent_blindly() {
     assert_eq!(unconfirmed.len(), 1, "recorded for reconciliation");
 }
 
+/// An operator finds a held call with `fieldbot jobs list` and, having checked it did not happen, queues it
+/// again with `fieldbot jobs requeue`; the reply then goes out.
+#[tokio::test]
+async fn an_operator_lists_and_requeues_a_held_call_from_the_command_line() {
+    let app = spawn_app().await;
+    Mock::given(method("POST"))
+        .and(path_regex(REPLY))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_delay(Duration::from_secs(5))
+                .set_body_json(json!({"id": "x"})),
+        )
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&app.connector)
+        .await;
+    app.post_activity(&app.message("help")).await;
+    app.run_pending_jobs().await;
+    let held = app
+        .store
+        .jobs_with_status(JobStatus::Unconfirmed, 10)
+        .await
+        .unwrap();
+    assert_eq!(held.len(), 1);
+    let fieldbot = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_fieldbot"))
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("FIELDBOT__STORE__URL", &app.db.url)
+            .output()
+            .unwrap()
+    };
+    let listed = fieldbot(&["jobs", "list"]);
+    let out = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.status.success(), "{listed:?}");
+    assert!(out.contains(&format!("#{}", held[0].id)), "{out}");
+    assert!(out.contains(&held[0].idempotency_key), "{out}");
+    assert!(out.contains("no response from the connector"), "{out}");
+
+    let id = held[0].id.to_string();
+    let requeued = fieldbot(&["jobs", "requeue", &id]);
+    assert!(requeued.status.success(), "{requeued:?}");
+    let again = fieldbot(&["jobs", "requeue", &id]);
+    assert!(!again.status.success(), "a job that is not held is refused");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("not dead or unconfirmed"));
+    let bad = fieldbot(&["jobs", "list", "--status", "done"]);
+    assert!(!bad.status.success());
+
+    app.run_pending_jobs().await;
+    let replies = app.connector_requests().await.len();
+    assert_eq!(replies, 2, "the held reply went out once more");
+    assert!(
+        app.store
+            .jobs_with_status(JobStatus::Unconfirmed, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 #[tokio::test]
 async fn a_job_accepted_before_a_stop_runs_after_restart() {
     let app = spawn_app().await;
