@@ -44,6 +44,9 @@ async fn logs_are_structured_and_hold_no_secret() {
         );
     // This test's runtime is single-threaded, so the app's tasks log through this thread's subscriber.
     let _guard = tracing::subscriber::set_default(subscriber);
+    // Other tests run beside this one without a subscriber; a callsite first reached there may have its
+    // interest cached as "never", so it is recomputed now that this thread has one.
+    tracing::callsite::rebuild_interest_cache();
 
     let app = spawn_app().await;
     Mock::given(method("GET"))
