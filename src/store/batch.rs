@@ -31,7 +31,7 @@ pub(super) enum MarkKind {
 }
 
 /// One job's mark: applies only while `worker` holds the job's lease.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(super) struct Mark {
     pub(super) id: i64,
     pub(super) worker: String,
@@ -264,8 +264,8 @@ async fn run<DB>(
         for (kind, group) in [(MarkKind::Done, done), (MarkKind::Sending, sending)] {
             let mut group = group.into_iter().peekable();
             while group.peek().is_some() {
-                let chunk: Vec<_> = group.by_ref().take(MAX_MARKS).collect();
-                let rows: Vec<Mark> = chunk.iter().map(|(m, _)| m.clone()).collect();
+                let (rows, sends): (Vec<Mark>, Vec<_>) = group.by_ref().take(MAX_MARKS).unzip();
+                let ids: Vec<i64> = rows.iter().map(|m| m.id).collect();
                 let run_marks = merged.marks;
                 let updated = if statement_atomic {
                     run_marks(&mut tx, kind, &rows).await
@@ -275,7 +275,7 @@ async fn run<DB>(
                     })
                     .await
                 };
-                marked.push((chunk, updated));
+                marked.push((ids.into_iter().zip(sends), updated));
             }
         }
         // Several statements: all of them or none (a savepoint on either backend).
@@ -322,13 +322,13 @@ async fn run<DB>(
             }
         }
         for (chunk, updated) in marked {
-            for (mark, send) in chunk {
+            for (id, send) in chunk {
                 let outcome = match (&updated, &committed) {
                     (Err(e), _) => Err(StoreError::Other(anyhow::anyhow!("{e}"))),
                     (Ok(_), Err(reason)) => Err(StoreError::Other(anyhow::anyhow!(
                         "the write was not committed: {reason}"
                     ))),
-                    (Ok(ids), Ok(())) => Ok(ids.contains(&mark.id)),
+                    (Ok(ids), Ok(())) => Ok(ids.contains(&id)),
                 };
                 let _ = send.send(outcome);
             }

@@ -684,6 +684,30 @@ async fn an_unassigned_request_nudges_the_leads_when_due_and_again_every_n_days(
 /// Found by the soak: when the status card's post ended unconfirmed (the thread was created, the answer
 /// with its id lost), every later change skipped the card update, so the channel showed "submitted"
 /// forever. A click on that card names it; the update then reaches it.
+/// Lead one clicks Assign on the status card itself: the root message (555) of its thread.
+async fn assign_on_the_card(app: &TestApp, id: i64) {
+    let mut assign = click(
+        app,
+        lead1(),
+        "fta.assign",
+        json!({ "requestId": id, "version": 1, "fta": "ada@contoso.com" }),
+    );
+    assign["conversation"]["id"] = json!(THREAD);
+    assign["replyToId"] = json!("555");
+    let answer: Value = app.post_activity(&assign).await.json().await.unwrap();
+    assert_eq!(answer["statusCode"], 200, "{answer}");
+}
+
+/// How many times the status card (message 555) was replaced.
+async fn card_updates(app: &TestApp) -> usize {
+    let card_path = format!("/v3/conversations/{}/activities/555", encoded(THREAD));
+    app.connector_requests()
+        .await
+        .into_iter()
+        .filter(|r| r.method.as_str() == "PUT" && r.url.path() == card_path)
+        .count()
+}
+
 #[tokio::test]
 async fn a_status_card_whose_post_was_unconfirmed_is_updated_once_a_lead_clicks_it() {
     let app = fta_app().await;
@@ -712,25 +736,9 @@ async fn a_status_card_whose_post_was_unconfirmed_is_updated_once_a_lead_clicks_
     );
 
     // A lead clicks Assign on the card: the root message of its thread.
-    let mut assign = click(
-        &app,
-        lead1(),
-        "fta.assign",
-        json!({ "requestId": id, "version": 1, "fta": "ada@contoso.com" }),
-    );
-    assign["conversation"]["id"] = json!(THREAD);
-    assign["replyToId"] = json!("555");
-    let answer: Value = app.post_activity(&assign).await.json().await.unwrap();
-    assert_eq!(answer["statusCode"], 200, "{answer}");
+    assign_on_the_card(&app, id).await;
     app.run_pending_jobs().await;
-    let card_path = format!("/v3/conversations/{}/activities/555", encoded(THREAD));
-    let updates = app
-        .connector_requests()
-        .await
-        .into_iter()
-        .filter(|r| r.method.as_str() == "PUT" && r.url.path() == card_path)
-        .count();
-    assert_eq!(updates, 1, "the card shows the assignment");
+    assert_eq!(card_updates(&app).await, 1, "the card shows the assignment");
 }
 
 /// Found by the soak: a replica was killed mid-post of a status card (the card reached the channel), and a
@@ -774,16 +782,7 @@ async fn a_status_card_clicked_while_its_post_is_still_in_flight_is_updated() {
     );
 
     // A lead clicks Assign on the card before the dead replica's lease ran out.
-    let mut assign = click(
-        &app,
-        lead1(),
-        "fta.assign",
-        json!({ "requestId": id, "version": 1, "fta": "ada@contoso.com" }),
-    );
-    assign["conversation"]["id"] = json!(THREAD);
-    assign["replyToId"] = json!("555");
-    let answer: Value = app.post_activity(&assign).await.json().await.unwrap();
-    assert_eq!(answer["statusCode"], 200, "{answer}");
+    assign_on_the_card(&app, id).await;
 
     // The lease expires; the post is found cut off (held, not re-sent) and the card update follows it.
     app.clock.advance(std::time::Duration::from_secs(120));
@@ -798,12 +797,5 @@ async fn a_status_card_clicked_while_its_post_is_still_in_flight_is_updated() {
         posts, 1,
         "the refused post only: the cut-off one is not sent again"
     );
-    let card_path = format!("/v3/conversations/{}/activities/555", encoded(THREAD));
-    let updates = app
-        .connector_requests()
-        .await
-        .into_iter()
-        .filter(|r| r.method.as_str() == "PUT" && r.url.path() == card_path)
-        .count();
-    assert_eq!(updates, 1, "the card shows the assignment");
+    assert_eq!(card_updates(&app).await, 1, "the card shows the assignment");
 }

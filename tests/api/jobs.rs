@@ -147,19 +147,26 @@ async fn retries_stop_after_max_attempts() {
     );
 }
 
-#[tokio::test]
-async fn a_post_that_timed_out_is_not_resent_blindly() {
-    let app = spawn_app().await;
-    Mock::given(method("POST"))
+/// The Connector takes a reply but answers after the client's timeout (the first `times` replies, or all).
+async fn reply_answers_too_late(app: &TestApp, times: Option<u64>) {
+    let mock = Mock::given(method("POST"))
         .and(path_regex(REPLY))
         .respond_with(
             ResponseTemplate::new(200)
                 .set_delay(Duration::from_secs(5))
                 .set_body_json(json!({"id": "x"})),
-        )
-        .with_priority(1)
-        .mount(&app.connector)
-        .await;
+        );
+    let mock = match times {
+        Some(n) => mock.up_to_n_times(n),
+        None => mock,
+    };
+    mock.with_priority(1).mount(&app.connector).await;
+}
+
+#[tokio::test]
+async fn a_post_that_timed_out_is_not_resent_blindly() {
+    let app = spawn_app().await;
+    reply_answers_too_late(&app, None).await;
     app.post_activity(&app.message("help")).await;
     app.run_pending_jobs().await;
     app.clock.advance(Duration::from_secs(600));
@@ -178,17 +185,7 @@ async fn a_post_that_timed_out_is_not_resent_blindly() {
 #[tokio::test]
 async fn an_operator_lists_and_requeues_a_held_call_from_the_command_line() {
     let app = spawn_app().await;
-    Mock::given(method("POST"))
-        .and(path_regex(REPLY))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_delay(Duration::from_secs(5))
-                .set_body_json(json!({"id": "x"})),
-        )
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&app.connector)
-        .await;
+    reply_answers_too_late(&app, Some(1)).await;
     app.post_activity(&app.message("help")).await;
     app.run_pending_jobs().await;
     let held = app
