@@ -196,6 +196,7 @@ impl Application {
             auth,
             clock,
             jobs_notify: worker.notifier(),
+            born_claims: worker.born_claims(),
             conversation_locks: http::new_conversation_locks(),
         };
         Ok(Self {

@@ -17,7 +17,7 @@ use super::{ApiError, AppState};
 use crate::botframework::activity::Activity;
 use crate::botframework::auth::{self, AuthError};
 use crate::config::Settings;
-use crate::store::{Commit, InboundKey, StoreError};
+use crate::store::{Change, Commit, InboundKey, StoreError};
 use crate::turn::{self, TurnContext};
 
 pub fn router(settings: &Settings) -> axum::Router<AppState> {
@@ -114,7 +114,7 @@ async fn receive(
     // A conditional update that lost a race (two leads clicking at once) is decided again against the
     // winner's state, so the loser hears what happened instead of getting an error.
     let mut attempts = 0;
-    let (outcome, commit) = loop {
+    let (outcome, turn, reservation) = loop {
         attempts += 1;
         let outcome = turn::handle(&activity, &ctx).await.map_err(|e| match e {
             turn::TurnError::Store(e) => unavailable(e),
@@ -124,37 +124,47 @@ async fn receive(
             return Ok(StatusCode::OK.into_response());
         }
         let response_text = outcome.invoke_response.as_ref().map(Value::to_string);
+        let (claim, reservation) = state.born_claims.reserve(&outcome.jobs).unzip();
         match state
             .store
-            .commit_activity(
+            .commit_turn(
                 key.as_ref(),
                 ctx.now,
                 outcome.changes.clone(),
                 outcome.jobs.clone(),
                 response_text,
+                claim,
             )
             .await
         {
-            Ok(commit) => break (outcome, commit),
+            Ok(commit) => break (outcome, commit, reservation),
             Err(StoreError::Conflict(reason)) if attempts < 3 => {
                 tracing::info!(reason, "state changed while deciding; deciding again");
             }
             Err(e) => return Err(unavailable(e)),
         }
     };
-    let has_jobs = !outcome.jobs.is_empty() || !outcome.changes.is_empty();
+    // The worker claims what this commit did not: jobs not born claimed, and anything the changes queue.
+    let queued = outcome.jobs.len() > turn.claimed.len()
+        || outcome
+            .changes
+            .iter()
+            .any(|c| !matches!(c, Change::TouchConversation(_)));
     tracing::info!(
         changes = outcome.changes.len(),
         jobs = outcome.jobs.len(),
         invoke = outcome.invoke_response.is_some(),
         "activity processed"
     );
-    match commit {
+    match turn.commit {
         Commit::Duplicate { response } => Ok(duplicate(response)),
         Commit::Applied => {
             metrics::counter!("fieldbot_activities_total", "type" => activity.kind.clone())
                 .increment(1);
-            if has_jobs {
+            if let Some(reservation) = reservation {
+                reservation.start(turn.claimed);
+            }
+            if queued {
                 state.jobs_notify.notify_one();
             }
             Ok(match outcome.invoke_response {

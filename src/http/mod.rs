@@ -42,6 +42,8 @@ pub struct AppState {
     pub auth: Option<JwtValidator>,
     pub clock: Clock,
     pub jobs_notify: Arc<Notify>,
+    /// Claims a turn's replies in its own commit when the worker has a free slot (see `store::BirthClaim`).
+    pub born_claims: crate::jobs::BornClaims,
     pub allowed_tenants: Arc<Vec<String>>,
     pub allowed_service_hosts: Arc<Vec<String>>,
     /// One lock per conversation so its activities are processed one after another, in arrival order.

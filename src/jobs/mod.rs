@@ -19,10 +19,22 @@ pub use effect::{
     UpdateActivity, card_activity, send_job, text_activity,
 };
 pub use invite::{InviteData, SchedulingSettings, fm_mailbox, invite_card_with};
-pub use worker::{Worker, WorkerSettings};
+pub use worker::{BornClaims, Reservation, Worker, WorkerSettings};
 
 use crate::clock::Millis;
 use crate::store::NewJob;
+
+/// The kind of job claimed without a claim of its own: in the commit that queues it
+/// ([`crate::store::BirthClaim`]) or by the completion of the job before it in its chain
+/// ([`crate::store::ChainNext`]). Its first call must be the unrepeatable one, so that the in-flight note
+/// those claims write is the note the attempt would write first anyway. A Connector send is a POST with
+/// nothing before it but fetching the bot's token.
+const CLAIMED_IN_PASSING: &str = "connector_send";
+
+/// Whether a job of `kind` may be claimed in the commit that queues it (see [`CLAIMED_IN_PASSING`]).
+pub fn born_claimable(kind: &str) -> bool {
+    kind == CLAIMED_IN_PASSING
+}
 
 /// Builds the queued form of an effect. `ordering_key` keeps one conversation's effects in order.
 pub fn job(effect: &Effect, idempotency_key: String, now: Millis, max_attempts: u32) -> NewJob {

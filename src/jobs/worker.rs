@@ -5,14 +5,17 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 
 use super::effect::{Effect, EffectContext, EffectError, EffectOutcome, base_conversation};
 use crate::botframework::connector::ConnectorError;
 use crate::botframework::retry::RetryPolicy;
 use crate::clock::{Clock, millis};
-use crate::store::{Job, JobStatus, Store, StoreError};
+use crate::store::{BirthClaim, ChainNext, Job, JobStatus, NewJob, Store, StoreError};
+
+/// Jobs one slot runs in a row by taking over the next job of their chain.
+const MAX_TAKE_OVERS: usize = 64;
 
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
@@ -33,10 +36,79 @@ pub struct Worker {
     clock: Clock,
     settings: WorkerSettings,
     notify: Arc<Notify>,
+    /// One permit per job slot; a job holds one while it runs, whether the loop claimed it or it was born
+    /// claimed. Empty until [`Worker::run`] starts, so nothing is born claimed without a loop to run it.
+    slots: Arc<Semaphore>,
+    handoff: mpsc::UnboundedSender<Handoff>,
+    handed_off: Arc<std::sync::Mutex<Option<mpsc::UnboundedReceiver<Handoff>>>>,
+}
+
+/// A job claimed in its turn's commit, on its way to the worker loop with the slot reserved for it.
+struct Handoff {
+    job: Job,
+    slot: Option<OwnedSemaphorePermit>,
+}
+
+/// The webhook's side of born claims ([`BirthClaim`]): reserves worker slots for a turn's replies before
+/// its commit and hands the jobs the commit claimed to the worker loop.
+#[derive(Clone)]
+pub struct BornClaims {
+    worker: String,
+    lease: Duration,
+    clock: Clock,
+    slots: Arc<Semaphore>,
+    handoff: mpsc::UnboundedSender<Handoff>,
+}
+
+/// Worker slots held for a turn's commit; those its commit did not use go back when it is dropped.
+pub struct Reservation {
+    slots: OwnedSemaphorePermit,
+    handoff: mpsc::UnboundedSender<Handoff>,
+}
+
+impl BornClaims {
+    /// A claim on those of `jobs` that may be born claimed, with a free worker slot for each; `None` when
+    /// none qualifies or the worker is busy (they are then queued and claimed as usual).
+    pub fn reserve(&self, jobs: &[NewJob]) -> Option<(BirthClaim, Reservation)> {
+        let keys: Vec<String> = jobs
+            .iter()
+            .filter(|j| super::born_claimable(&j.kind))
+            .map(|j| j.idempotency_key.clone())
+            .collect();
+        let wanted = u32::try_from(keys.len()).ok().filter(|n| *n > 0)?;
+        let slots = self.slots.clone().try_acquire_many_owned(wanted).ok()?;
+        let claim = BirthClaim {
+            worker: self.worker.clone(),
+            lease_until: self.clock.now() + millis(self.lease),
+            note: super::in_flight::note(1),
+            keys,
+        };
+        let reservation = Reservation {
+            slots,
+            handoff: self.handoff.clone(),
+        };
+        Some((claim, reservation))
+    }
+}
+
+impl Reservation {
+    /// Starts the jobs the commit claimed, each in one of the reserved slots.
+    pub fn start(mut self, jobs: Vec<Job>) {
+        for job in jobs {
+            let slot = self.slots.split(1);
+            if self.handoff.send(Handoff { job, slot }).is_err() {
+                // Only after the loop stopped, which it does not while a slot is reserved.
+                tracing::error!(
+                    "a job claimed in its commit found no worker; it is held when its lease ends"
+                );
+            }
+        }
+    }
 }
 
 impl Worker {
     pub fn new(ctx: EffectContext, settings: WorkerSettings) -> Self {
+        let (handoff, handed_off) = mpsc::unbounded_channel();
         Self {
             id: format!("worker-{}", uuid::Uuid::new_v4()),
             store: ctx.store.clone(),
@@ -44,6 +116,20 @@ impl Worker {
             ctx,
             settings,
             notify: Arc::new(Notify::new()),
+            slots: Arc::new(Semaphore::new(0)),
+            handoff,
+            handed_off: Arc::new(std::sync::Mutex::new(Some(handed_off))),
+        }
+    }
+
+    /// Lets the webhook claim a turn's replies in the turn's own commit and hand them to this worker's loop.
+    pub fn born_claims(&self) -> BornClaims {
+        BornClaims {
+            worker: self.id.clone(),
+            lease: self.settings.lease,
+            clock: self.clock.clone(),
+            slots: self.slots.clone(),
+            handoff: self.handoff.clone(),
         }
     }
 
@@ -60,7 +146,7 @@ impl Worker {
         let mut running = JoinSet::new();
         for job in jobs {
             let worker = self.clone();
-            running.spawn(async move { worker.execute(job).await });
+            running.spawn(async move { worker.run_chain(job, false).await });
         }
         while let Some(done) = running.join_next().await {
             report_panic(done);
@@ -90,6 +176,11 @@ impl Worker {
     /// stops claiming and lets the running jobs finish (each has its own request timeout).
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
+        let mut handed_off = self.handed_off.lock().ok().and_then(|mut rx| rx.take());
+        let slots = u32::try_from(self.settings.concurrency).unwrap_or(u32::MAX);
+        if handed_off.is_some() {
+            self.slots.add_permits(slots as usize);
+        }
         let mut running: JoinSet<()> = JoinSet::new();
         let mut last_prune: Option<Instant> = None;
         let mut stopping = false;
@@ -102,25 +193,45 @@ impl Worker {
                 report_panic(done);
             }
             if stopping {
+                if handed_off.is_some() {
+                    // Every slot coming back means no turn still holds one for a job it may hand over; the
+                    // waiting acquire also keeps new turns from reserving one meanwhile.
+                    let all_back = self.slots.clone().acquire_many_owned(slots);
+                    tokio::pin!(all_back);
+                    loop {
+                        tokio::select! {
+                            _ = &mut all_back => break,
+                            Some(handoff) = next_handoff(&mut handed_off) => self.spawn_handoff(&mut running, handoff),
+                            Some(done) = running.join_next(), if !running.is_empty() => report_panic(done),
+                        }
+                    }
+                    self.slots.close();
+                }
                 while let Some(done) = running.join_next().await {
                     report_panic(done);
                 }
                 return;
             }
-            let free = self.settings.concurrency.saturating_sub(running.len());
-            if claim_now && free > 0 {
+            let free = if claim_now { self.free_slots() } else { None };
+            if let Some(mut free) = free {
                 claim_now = false;
                 let mut saturated = false;
-                match self.claim(free).await {
+                let wanted = free.num_permits();
+                match self.claim(wanted).await {
                     Ok(jobs) => {
-                        saturated = jobs.len() == free;
+                        saturated = jobs.len() == wanted;
                         for job in jobs {
                             let worker = self.clone();
-                            running.spawn(async move { worker.execute(job).await });
+                            let slot = free.split(1);
+                            running.spawn(async move {
+                                let _slot = slot;
+                                worker.run_chain(job, false).await
+                            });
                         }
                     }
                     Err(e) => tracing::warn!(error = %e, "claiming jobs failed; will retry"),
                 }
+                drop(free);
                 let now = self.clock.now();
                 let (on_finish, wait) = if saturated {
                     (true, self.settings.poll_interval)
@@ -158,8 +269,49 @@ impl Worker {
                     report_panic(done);
                     claim_now = claim_on_finish;
                 }
+                Some(handoff) = next_handoff(&mut handed_off) => self.spawn_handoff(&mut running, handoff),
                 _ = self.notify.notified() => claim_now = true,
                 _ = tokio::time::sleep_until(deadline) => claim_now = true,
+            }
+        }
+    }
+
+    /// Takes every free slot for a claim; `None` when all are busy.
+    fn free_slots(&self) -> Option<OwnedSemaphorePermit> {
+        loop {
+            let free = u32::try_from(self.slots.available_permits()).unwrap_or(u32::MAX);
+            if free == 0 {
+                return None;
+            }
+            // Fails only when a turn took a slot in between: count again.
+            if let Ok(slots) = self.slots.clone().try_acquire_many_owned(free) {
+                return Some(slots);
+            }
+            if self.slots.is_closed() {
+                return None;
+            }
+        }
+    }
+
+    fn spawn_handoff(&self, running: &mut JoinSet<()>, handoff: Handoff) {
+        let worker = self.clone();
+        running.spawn(async move {
+            let _slot = handoff.slot;
+            worker.run_chain(handoff.job, true).await
+        });
+    }
+
+    /// Runs `job`, then the jobs of its chain its completions take over (see [`ChainNext`]), in the same
+    /// slot. After [`MAX_TAKE_OVERS`] the slot goes back, so that a busy conversation cannot keep it from
+    /// the others: its next job is then claimed in turn, oldest due first.
+    async fn run_chain(&self, mut job: Job, mut noted: bool) {
+        for n in 0..=MAX_TAKE_OVERS {
+            match self.execute(job, noted, n < MAX_TAKE_OVERS).await {
+                Some(next) => {
+                    job = next;
+                    noted = true;
+                }
+                None => return,
             }
         }
     }
@@ -173,20 +325,22 @@ impl Worker {
     }
 
     #[tracing::instrument(skip_all, fields(job.id = job.id, job.kind = %job.kind, job.attempt = job.attempts))]
-    async fn execute(&self, job: Job) {
+    /// `noted`: the job was claimed in passing, its in-flight note already written by that claim.
+    /// `take_over`: its completion may claim the next job of its chain, which is returned.
+    async fn execute(&self, job: Job, noted: bool, take_over: bool) -> Option<Job> {
         let effect = match Effect::from_payload(&job.payload) {
             Ok(e) => e,
             Err(e) => {
                 self.finish(&job, JobStatus::Dead, &format!("unreadable payload: {e}"))
                     .await;
-                return;
+                return None;
             }
         };
         // A lease that expired after the last allowed attempt: the worker died mid-job too often.
         if job.attempts > job.max_attempts {
             self.finish(&job, JobStatus::Dead, "attempts exhausted")
                 .await;
-            return;
+            return None;
         }
         if super::in_flight::cut_off_mid_call(&job) {
             let text =
@@ -196,13 +350,14 @@ impl Worker {
                 "a non-idempotent call may have happened; not re-sending it"
             );
             self.finish(&job, JobStatus::Unconfirmed, text).await;
-            return;
+            return None;
         }
-        let on_send =
-            super::in_flight::hook(self.store.clone(), job.id, self.id.clone(), job.attempts);
+        let on_send = (!noted).then(|| {
+            super::in_flight::hook(self.store.clone(), job.id, self.id.clone(), job.attempts)
+        });
         let started = Instant::now();
         let outcome = effect
-            .perform_noting(&self.ctx, &job.idempotency_key, Some(on_send))
+            .perform_noting(&self.ctx, &job.idempotency_key, on_send)
             .await;
         metrics::histogram!("fieldbot_job_duration_seconds", "kind" => job.kind.clone())
             .record(started.elapsed().as_secs_f64());
@@ -214,19 +369,38 @@ impl Worker {
                 jobs,
             } => {
                 let follow_ups = !jobs.is_empty();
-                match self
-                    .store
-                    .complete_job(job.id, &self.id, result, changes, jobs, now)
-                    .await
-                {
-                    Ok(true) => {
+                let chain = job
+                    .ordering_key
+                    .clone()
+                    .filter(|_| take_over && changes.is_empty() && jobs.is_empty());
+                let completed = match chain {
+                    Some(ordering_key) => {
+                        let next = ChainNext {
+                            ordering_key,
+                            kind: super::CLAIMED_IN_PASSING.to_owned(),
+                            lease_until: now + millis(self.settings.lease),
+                            note: super::in_flight::note(1),
+                        };
+                        self.store
+                            .complete_and_claim_next(job.id, &self.id, result, now, next)
+                            .await
+                    }
+                    None => self
+                        .store
+                        .complete_job(job.id, &self.id, result, changes, jobs, now)
+                        .await
+                        .map(|applied| (applied, None)),
+                };
+                match completed {
+                    Ok((true, next)) => {
                         metrics::counter!("fieldbot_jobs_completed_total", "kind" => job.kind.clone())
                             .increment(1);
                         if follow_ups {
                             self.notify.notify_one();
                         }
+                        return next;
                     }
-                    Ok(false) => tracing::warn!("job finished after its lease was taken over"),
+                    Ok((false, _)) => tracing::warn!("job finished after its lease was taken over"),
                     Err(e) => {
                         // The effect happened but its outcome could not be recorded: run it again later
                         // (every effect is idempotent or keyed).
@@ -244,6 +418,7 @@ impl Worker {
                     .await
             }
         }
+        None
     }
 
     async fn handle_failure(
@@ -352,6 +527,15 @@ impl Worker {
         {
             tracing::error!(error = %e, "recording a failed job failed");
         }
+    }
+}
+
+async fn next_handoff(
+    handed_off: &mut Option<mpsc::UnboundedReceiver<Handoff>>,
+) -> Option<Handoff> {
+    match handed_off {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -12,7 +12,9 @@ use std::pin::Pin;
 use sqlx::{Database, Pool, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Commit, ConversationRef, InboundKey, NewJob, StoreError};
+use super::{
+    BirthClaim, ChainNext, ConversationRef, InboundKey, Job, NewJob, StoreError, TurnCommit,
+};
 use crate::clock::Millis;
 
 pub(super) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -37,12 +39,26 @@ pub(super) struct Mark {
     pub(super) worker: String,
     pub(super) text: Option<String>,
     pub(super) now: Millis,
+    /// With a completion: the chain's next job to claim for `worker` if the completion applies.
+    pub(super) next: Option<ChainNext>,
+}
+
+/// A completed job's chain whose next job `worker` takes over (see [`ChainNext`]).
+#[derive(Debug)]
+pub(super) struct Successor {
+    pub(super) worker: String,
+    pub(super) next: ChainNext,
+    pub(super) now: Millis,
 }
 
 /// Runs one statement for `marks` (all of `kind`) and returns the ids it updated. Each backend supplies
 /// it, with its own bind types.
 pub(super) type RunMarks<DB> =
     for<'t> fn(&'t mut Tx<DB>, MarkKind, &'t [Mark]) -> BoxFuture<'t, Result<Vec<i64>, StoreError>>;
+
+/// Claims the next job of each chain (at most one [`Successor`] per chain) and returns the jobs claimed.
+pub(super) type RunSuccessors<DB> =
+    for<'t> fn(&'t mut Tx<DB>, &'t [Successor]) -> BoxFuture<'t, Result<Vec<Job>, StoreError>>;
 
 /// Most marks in one statement (four values each, well under either backend's parameter limit).
 pub(super) const MAX_MARKS: usize = 128;
@@ -57,17 +73,25 @@ pub(super) struct TurnRows {
     pub(super) response: Option<String>,
     pub(super) touches: Vec<ConversationRef>,
     pub(super) jobs: Vec<NewJob>,
+    pub(super) claim: Option<BirthClaim>,
 }
 
-/// Commits `turns` (in order: of two with the same key, the first is applied) and says how each ended.
-pub(super) type RunTurns<DB> =
-    for<'t> fn(&'t mut Tx<DB>, &'t [TurnRows]) -> BoxFuture<'t, Result<Vec<Commit>, StoreError>>;
+/// Commits `turns` (in order: of two with the same key, the first is applied) and says how each ended,
+/// with the jobs each claimed.
+pub(super) type RunTurns<DB> = for<'t> fn(
+    &'t mut Tx<DB>,
+    &'t [TurnRows],
+) -> BoxFuture<'t, Result<Vec<TurnCommit>, StoreError>>;
 
 /// The backend's statements for the merged writes.
 pub(super) struct Merged<DB: Database> {
     pub(super) marks: RunMarks<DB>,
+    pub(super) successors: RunSuccessors<DB>,
     pub(super) turns: RunTurns<DB>,
 }
+
+/// A mark's answer: whether it applied, and the job its completion took over.
+type MarkAnswer = Result<(bool, Option<Job>), StoreError>;
 
 /// Called once the batch's fate is known: `Ok` after the commit, `Err` with the reason it failed.
 type Deliver = Box<dyn FnOnce(Result<(), String>) + Send>;
@@ -78,8 +102,11 @@ const MAX_BATCH: usize = 256;
 
 enum Entry<DB: Database> {
     Step(Step<DB>),
-    Mark(MarkKind, Mark, oneshot::Sender<Result<bool, StoreError>>),
-    Turn(Box<TurnRows>, oneshot::Sender<Result<Commit, StoreError>>),
+    Mark(MarkKind, Mark, oneshot::Sender<MarkAnswer>),
+    Turn(
+        Box<TurnRows>,
+        oneshot::Sender<Result<TurnCommit, StoreError>>,
+    ),
 }
 
 pub(super) struct Writer<DB: Database> {
@@ -139,7 +166,7 @@ where
 
     /// Applies `mark` in the next batch, merged with the other marks of its kind there; `Ok(false)` when
     /// the job is no longer running under `mark.worker`'s lease.
-    pub(super) async fn mark(&self, kind: MarkKind, mark: Mark) -> Result<bool, StoreError> {
+    pub(super) async fn mark(&self, kind: MarkKind, mark: Mark) -> MarkAnswer {
         let (send, recv) = oneshot::channel();
         self.queue
             .send(Entry::Mark(kind, mark, send))
@@ -148,7 +175,7 @@ where
     }
 
     /// Commits `turn` in the next batch, merged with the other turns there.
-    pub(super) async fn turn(&self, turn: TurnRows) -> Result<Commit, StoreError> {
+    pub(super) async fn turn(&self, turn: TurnRows) -> Result<TurnCommit, StoreError> {
         let (send, recv) = oneshot::channel();
         self.queue
             .send(Entry::Turn(Box::new(turn), send))
@@ -222,6 +249,65 @@ where
     }
 }
 
+/// Claims the next job of each chain whose completion applied in `updated` and asked for it; returns each
+/// claimed job with the id of the completion that took it over. A failure only costs the hand-over: the
+/// worker's next claim finds those jobs.
+async fn take_over<DB>(
+    tx: &mut Tx<DB>,
+    run_successors: RunSuccessors<DB>,
+    statement_atomic: bool,
+    updated: &[i64],
+    rows: Vec<Mark>,
+) -> Vec<(i64, Job)>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+{
+    let mut by = Vec::new();
+    let mut successors: Vec<Successor> = Vec::new();
+    for mark in rows {
+        let Some(next) = mark.next else { continue };
+        // One claim per chain: a chain runs one job at a time, so a second completion in it lost its lease.
+        if updated.contains(&mark.id)
+            && !successors
+                .iter()
+                .any(|s| s.next.ordering_key == next.ordering_key)
+        {
+            by.push((next.ordering_key.clone(), mark.id));
+            successors.push(Successor {
+                worker: mark.worker,
+                next,
+                now: mark.now,
+            });
+        }
+    }
+    if successors.is_empty() {
+        return Vec::new();
+    }
+    let claimed = if statement_atomic {
+        run_successors(tx, &successors).await
+    } else {
+        in_savepoint(tx, move |tx| {
+            Box::pin(async move { run_successors(tx, &successors).await })
+        })
+        .await
+    };
+    match claimed {
+        Ok(jobs) => jobs
+            .into_iter()
+            .filter_map(|job| {
+                let chain = job.ordering_key.as_deref()?;
+                let (_, id) = by.iter().find(|(c, _)| c == chain)?;
+                Some((*id, job))
+            })
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "taking over the next jobs of finished chains failed");
+            Vec::new()
+        }
+    }
+}
+
 async fn run<DB>(
     pool: Pool<DB>,
     mut entries: mpsc::UnboundedReceiver<Entry<DB>>,
@@ -268,14 +354,28 @@ async fn run<DB>(
                 let ids: Vec<i64> = rows.iter().map(|m| m.id).collect();
                 let run_marks = merged.marks;
                 let updated = if statement_atomic {
-                    run_marks(&mut tx, kind, &rows).await
+                    run_marks(&mut tx, kind, &rows)
+                        .await
+                        .map(|updated| (updated, rows))
                 } else {
                     in_savepoint(&mut tx, move |tx| {
-                        Box::pin(async move { run_marks(tx, kind, &rows).await })
+                        Box::pin(async move {
+                            let updated = run_marks(tx, kind, &rows).await?;
+                            Ok((updated, rows))
+                        })
                     })
                     .await
                 };
-                marked.push((ids.into_iter().zip(sends), updated));
+                let (updated, taken_over) = match updated {
+                    Ok((updated, rows)) => {
+                        let taken_over =
+                            take_over(&mut tx, merged.successors, statement_atomic, &updated, rows)
+                                .await;
+                        (Ok(updated), taken_over)
+                    }
+                    Err(e) => (Err(e), Vec::new()),
+                };
+                marked.push((ids.into_iter().zip(sends), updated, taken_over));
             }
         }
         // Several statements: all of them or none (a savepoint on either backend).
@@ -321,14 +421,20 @@ async fn run<DB>(
                 }
             }
         }
-        for (chunk, updated) in marked {
+        for (chunk, updated, mut taken_over) in marked {
             for (id, send) in chunk {
                 let outcome = match (&updated, &committed) {
                     (Err(e), _) => Err(StoreError::Other(anyhow::anyhow!("{e}"))),
                     (Ok(_), Err(reason)) => Err(StoreError::Other(anyhow::anyhow!(
                         "the write was not committed: {reason}"
                     ))),
-                    (Ok(ids), Ok(())) => Ok(ids.contains(&id)),
+                    (Ok(ids), Ok(())) => {
+                        let next = taken_over
+                            .iter()
+                            .position(|(by, _)| *by == id)
+                            .map(|i| taken_over.swap_remove(i).1);
+                        Ok((ids.contains(&id), next))
+                    }
                 };
                 let _ = send.send(outcome);
             }

@@ -383,6 +383,44 @@ pub enum Commit {
     },
 }
 
+/// A worker's claim on a turn's jobs taken in the commit that queues them ("born claimed"), so a reply
+/// needs no separate claim and no separate note before its POST: two writes fewer per reply, on the one
+/// writer every activity waits for.
+///
+/// Only jobs whose first call is unrepeatable qualify (see [`crate::jobs::born_claimable`]): the claim
+/// writes the same in-flight note that attempt would write before that call, so a crash after the commit
+/// leaves the job held as unconfirmed, exactly as a crash after the note does. A job is claimed only when it
+/// heads its ordering chain (no older live job with its key), and only when the commit applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BirthClaim {
+    pub worker: String,
+    pub lease_until: Millis,
+    /// The in-flight note of attempt 1, written as the job's `last_error`.
+    pub note: String,
+    /// The idempotency keys of the turn's jobs that may be claimed.
+    pub keys: Vec<String>,
+}
+
+/// What a worker finishing a job of a chain asks to take over next, in the same write: the chain's next job,
+/// when it is due, has never run, and is of `kind` (a job whose first call is unrepeatable, so that `note`,
+/// written as the in-flight note of its attempt 1, is the note that attempt would write first anyway).
+/// One conversation's replies then cost one write each (this completion and the next claim) instead of
+/// three, and leave one after the other without waiting for the worker's next claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainNext {
+    pub ordering_key: String,
+    pub kind: String,
+    pub lease_until: Millis,
+    pub note: String,
+}
+
+/// A turn's commit and the jobs claimed in it for the [`BirthClaim`]'s worker.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TurnCommit {
+    pub commit: Commit,
+    pub claimed: Vec<Job>,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     fn backend(&self) -> &'static str;
@@ -400,7 +438,25 @@ pub trait Store: Send + Sync + 'static {
         changes: Vec<Change>,
         jobs: Vec<NewJob>,
         response: Option<String>,
-    ) -> Result<Commit, StoreError>;
+    ) -> Result<Commit, StoreError> {
+        Ok(self
+            .commit_turn(key, now, changes, jobs, response, None)
+            .await?
+            .commit)
+    }
+
+    /// [`Store::commit_activity`], claiming in the same transaction the jobs `claim` allows. Claims are
+    /// taken only for a turn that is a new activity whose changes only touch its conversation (the common
+    /// reply); any other turn commits as [`Store::commit_activity`] and claims nothing.
+    async fn commit_turn(
+        &self,
+        key: Option<&InboundKey>,
+        now: Millis,
+        changes: Vec<Change>,
+        jobs: Vec<NewJob>,
+        response: Option<String>,
+        claim: Option<BirthClaim>,
+    ) -> Result<TurnCommit, StoreError>;
 
     async fn conversation(&self, id: &str) -> Result<Option<StoredConversation>, StoreError>;
 
@@ -436,6 +492,18 @@ pub trait Store: Send + Sync + 'static {
         jobs: Vec<NewJob>,
         now: Millis,
     ) -> Result<bool, StoreError>;
+
+    /// [`Store::complete_job`] for a job without changes or follow-ups, taking over in the same write the
+    /// next job of its chain as [`ChainNext`] describes. Returns whether the completion applied, and the job
+    /// now claimed for `worker`, if any.
+    async fn complete_and_claim_next(
+        &self,
+        id: i64,
+        worker: &str,
+        result: Option<Value>,
+        now: Millis,
+        next: ChainNext,
+    ) -> Result<(bool, Option<Job>), StoreError>;
 
     async fn retry_job(
         &self,

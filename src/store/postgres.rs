@@ -8,11 +8,11 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use super::batch::Writer;
 use super::sql::{self, impl_store};
 use super::{
-    CONVERSATION_COLUMNS, CardRef, Change, Commit, ConversationRef, ConversationRow,
-    ENGAGEMENT_COLUMNS, Engagement, EngagementRow, FTA_COLUMNS, FtaAuditRecord, FtaAuditRow,
-    FtaFilter, FtaRequestRecord, FtaRow, InboundKey, InviteRecord, JOB_COLUMNS, Job, JobRow,
-    JobStatus, NewJob, OutboxCall, PrepTick, StoreError, StoredConversation, SyncNotesRecord,
-    SyncSeries, clip, new_id, person_key, roster_member,
+    BirthClaim, CONVERSATION_COLUMNS, CardRef, ChainNext, Change, Commit, ConversationRef,
+    ConversationRow, ENGAGEMENT_COLUMNS, Engagement, EngagementRow, FTA_COLUMNS, FtaAuditRecord,
+    FtaAuditRow, FtaFilter, FtaRequestRecord, FtaRow, InboundKey, InviteRecord, JOB_COLUMNS, Job,
+    JobRow, JobStatus, NewJob, OutboxCall, PrepTick, StoreError, StoredConversation,
+    SyncNotesRecord, SyncSeries, TurnCommit, clip, new_id, person_key, roster_member,
 };
 use crate::clock::Millis;
 use crate::domain::engagement::PrepItem;
@@ -37,6 +37,7 @@ impl PostgresStore {
                 false,
                 super::batch::Merged {
                     marks: run_marks,
+                    successors: run_successors,
                     turns: run_turns,
                 },
             ),

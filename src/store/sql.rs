@@ -190,6 +190,46 @@ pub(super) fn job_rows_sql(rows: usize) -> String {
     )
 }
 
+/// Claims jobs in the commit that queues them (see [`super::BirthClaim`]): `rows` value rows of (job id,
+/// worker, lease end, in-flight note, now). A job is claimed only while it heads its ordering chain, judged
+/// as [`CLAIMABLE`] does: no older live job has its ordering key. Two new jobs of one chain in the same
+/// statement cannot both pass: the younger sees the older one pending (or, on SQLite, already running).
+pub(super) fn birth_claim_sql(rows: usize) -> String {
+    rows_sql(
+        "WITH v(job_id, worker_id, until_at, note, at) AS (",
+        "(?1, ?2, ?3, ?4, ?5)",
+        5,
+        rows,
+        ") UPDATE jobs SET status = 'running', locked_by = v.worker_id, locked_until = v.until_at, \
+         run_at = v.until_at, attempts = attempts + 1, last_error = v.note, updated_at = v.at FROM v \
+         WHERE jobs.id = v.job_id AND jobs.status = 'pending' AND NOT EXISTS (SELECT 1 FROM jobs o \
+           WHERE o.ordering_key = jobs.ordering_key AND o.status IN ('pending', 'running') AND o.id < jobs.id) \
+         RETURNING jobs.id",
+    )
+}
+
+/// Claims the next job of chains whose running job just finished (see [`super::ChainNext`]): `rows` value
+/// rows of (ordering key, kind, worker, lease end, in-flight note, now). The next job is the chain's oldest
+/// live one, as [`CLAIMABLE`] judges heads; it is taken only when pending, due, never attempted and of the
+/// kind asked for.
+pub(super) fn successor_sql(rows: usize) -> String {
+    rows_sql(
+        "WITH v(chain, job_kind, worker_id, until_at, note, at) AS (",
+        "(?1, ?2, ?3, ?4, ?5, ?6)",
+        6,
+        rows,
+        &format!(
+            ") UPDATE jobs SET status = 'running', locked_by = v.worker_id, locked_until = v.until_at, \
+             run_at = v.until_at, attempts = attempts + 1, last_error = v.note, updated_at = v.at FROM v \
+             WHERE jobs.id = (SELECT MIN(h.id) FROM jobs h \
+               WHERE h.ordering_key = v.chain AND h.status IN ('pending', 'running')) \
+             AND jobs.status = 'pending' AND jobs.attempts = 0 AND jobs.kind = v.job_kind AND jobs.run_at <= v.at \
+             RETURNING {}",
+            super::JOB_COLUMNS
+        ),
+    )
+}
+
 pub(super) fn job_payload_rows_sql(rows: usize) -> String {
     let head = INSERT_JOB_PAYLOAD
         .strip_suffix(" VALUES ($1, $2)")
@@ -314,14 +354,15 @@ macro_rules! impl_store {
             }
 
             #[tracing::instrument(skip_all, fields(backend = $name, jobs = jobs.len()))]
-            async fn commit_activity(
+            async fn commit_turn(
                 &self,
                 key: Option<&InboundKey>,
                 now: Millis,
                 changes: Vec<Change>,
                 jobs: Vec<NewJob>,
                 response: Option<String>,
-            ) -> Result<Commit, StoreError> {
+                claim: Option<BirthClaim>,
+            ) -> Result<TurnCommit, StoreError> {
                 // Most turns (a command answered with a card) only touch the conversation and enqueue
                 // replies: those are merged with the others of their batch.
                 if let Some(key) = key
@@ -342,6 +383,7 @@ macro_rules! impl_store {
                         response,
                         touches,
                         jobs,
+                        claim,
                     };
                     return self.writer.turn(turn).await;
                 }
@@ -384,6 +426,10 @@ macro_rules! impl_store {
                         })
                     })
                     .await
+                    .map(|commit| TurnCommit {
+                        commit,
+                        claimed: Vec::new(),
+                    })
             }
 
             async fn conversation(
@@ -483,8 +529,14 @@ macro_rules! impl_store {
                 let worker = worker.to_owned();
                 let follow_ups = !changes.is_empty() || !jobs.is_empty();
                 if !follow_ups {
-                    let mark = super::batch::Mark { id, worker, text: result, now };
-                    return self.writer.mark(super::batch::MarkKind::Done, mark).await;
+                    let mark = super::batch::Mark {
+                        id,
+                        worker,
+                        text: result,
+                        now,
+                        next: None,
+                    };
+                    return Ok(self.writer.mark(super::batch::MarkKind::Done, mark).await?.0);
                 }
                 self.writer
                     .write_as(follow_ups, move |tx| {
@@ -510,6 +562,24 @@ macro_rules! impl_store {
                         })
                     })
                     .await
+            }
+
+            async fn complete_and_claim_next(
+                &self,
+                id: i64,
+                worker: &str,
+                result: Option<serde_json::Value>,
+                now: Millis,
+                next: ChainNext,
+            ) -> Result<(bool, Option<Job>), StoreError> {
+                let mark = super::batch::Mark {
+                    id,
+                    worker: worker.to_owned(),
+                    text: result.map(|v| v.to_string()),
+                    now,
+                    next: Some(next),
+                };
+                self.writer.mark(super::batch::MarkKind::Done, mark).await
             }
 
             async fn retry_job(
@@ -607,8 +677,13 @@ macro_rules! impl_store {
                     text: Some(clip(note)),
                     // Only the completion records a time.
                     now: 0,
+                    next: None,
                 };
-                self.writer.mark(super::batch::MarkKind::Sending, mark).await
+                Ok(self
+                    .writer
+                    .mark(super::batch::MarkKind::Sending, mark)
+                    .await?
+                    .0)
             }
 
             async fn requeue_job(&self, id: i64, now: Millis) -> Result<bool, StoreError> {
@@ -1197,7 +1272,7 @@ macro_rules! impl_store {
         fn run_turns<'t>(
             tx: &'t mut sqlx::Transaction<'static, $db>,
             turns: &'t [super::batch::TurnRows],
-        ) -> super::batch::BoxFuture<'t, Result<Vec<Commit>, StoreError>> {
+        ) -> super::batch::BoxFuture<'t, Result<Vec<TurnCommit>, StoreError>> {
             Box::pin(async move {
                 let mut inserted = std::collections::HashSet::new();
                 for chunk in sql::pow2_chunks(turns) {
@@ -1216,7 +1291,7 @@ macro_rules! impl_store {
                 }
                 let mut commits = Vec::with_capacity(turns.len());
                 let mut applied = Vec::new();
-                for t in turns {
+                for (index, t) in turns.iter().enumerate() {
                     let key = (
                         t.key.channel_id.clone(),
                         t.key.conversation_id.clone(),
@@ -1224,8 +1299,11 @@ macro_rules! impl_store {
                     );
                     // Of two turns with one key in the batch, the first takes the inserted row.
                     if inserted.remove(&key) {
-                        commits.push(Commit::Applied);
-                        applied.push(t);
+                        commits.push(TurnCommit {
+                            commit: Commit::Applied,
+                            claimed: Vec::new(),
+                        });
+                        applied.push((index, t));
                     } else {
                         let row: Option<(Option<String>,)> = sqlx::query_as(sql::SELECT_INBOUND)
                             .bind(&t.key.channel_id)
@@ -1233,15 +1311,18 @@ macro_rules! impl_store {
                             .bind(&t.key.activity_id)
                             .fetch_optional(&mut **tx)
                             .await?;
-                        commits.push(Commit::Duplicate {
-                            response: row.and_then(|r| r.0),
+                        commits.push(TurnCommit {
+                            commit: Commit::Duplicate {
+                                response: row.and_then(|r| r.0),
+                            },
+                            claimed: Vec::new(),
                         });
                     }
                 }
                 // One row per conversation (a multi-row upsert may not touch a row twice), folded in order
                 // as consecutive upserts would have left it.
                 let mut touches: Vec<(ConversationRef, Millis)> = Vec::new();
-                for t in &applied {
+                for (_, t) in &applied {
                     for touch in &t.touches {
                         match touches
                             .iter_mut()
@@ -1286,7 +1367,7 @@ macro_rules! impl_store {
                 }
                 let jobs: Vec<(&NewJob, Millis)> = applied
                     .iter()
-                    .flat_map(|t| t.jobs.iter().map(move |j| (j, t.now)))
+                    .flat_map(|(_, t)| t.jobs.iter().map(move |j| (j, t.now)))
                     .collect();
                 let mut inserted = std::collections::HashMap::new();
                 for chunk in sql::pow2_chunks(&jobs) {
@@ -1307,14 +1388,21 @@ macro_rules! impl_store {
                     }
                 }
                 // A job whose key was queued before is not inserted again, nor is its payload.
-                let payloads: Vec<(i64, &str)> = jobs
-                    .iter()
-                    .filter_map(|(job, _)| {
-                        inserted
-                            .remove(&job.idempotency_key)
-                            .map(|id| (id, job.payload.as_str()))
-                    })
-                    .collect();
+                let mut payloads: Vec<(i64, &str)> = Vec::with_capacity(jobs.len());
+                let mut claims: Vec<(i64, usize, &NewJob, &super::BirthClaim)> = Vec::new();
+                for (index, t) in &applied {
+                    for job in &t.jobs {
+                        let Some(id) = inserted.remove(&job.idempotency_key) else {
+                            continue;
+                        };
+                        payloads.push((id, job.payload.as_str()));
+                        if let Some(claim) = &t.claim
+                            && claim.keys.contains(&job.idempotency_key)
+                        {
+                            claims.push((id, *index, job, claim));
+                        }
+                    }
+                }
                 for chunk in sql::pow2_chunks(&payloads) {
                     let text = sql::job_payload_rows_sql(chunk.len());
                     let mut query = sqlx::query(sqlx::AssertSqlSafe(text));
@@ -1323,7 +1411,66 @@ macro_rules! impl_store {
                     }
                     query.execute(&mut **tx).await?;
                 }
+                let mut claimed = std::collections::HashSet::new();
+                for chunk in sql::pow2_chunks(&claims) {
+                    let text = sql::birth_claim_sql(chunk.len());
+                    let mut query = sqlx::query_as::<_, (i64,)>(sqlx::AssertSqlSafe(text));
+                    for (id, index, _, claim) in chunk {
+                        query = query
+                            .bind(*id)
+                            .bind(claim.worker.as_str())
+                            .bind(claim.lease_until)
+                            .bind(claim.note.as_str())
+                            .bind(turns.get(*index).map_or(0, |t| t.now));
+                    }
+                    claimed.extend(query.fetch_all(&mut **tx).await?.into_iter().map(|(id,)| id));
+                }
+                for (id, index, job, claim) in claims {
+                    if let (true, Some(commit)) = (claimed.contains(&id), commits.get_mut(index)) {
+                        commit.claimed.push(Job {
+                            id,
+                            kind: job.kind.clone(),
+                            payload: job.payload.clone(),
+                            idempotency_key: job.idempotency_key.clone(),
+                            ordering_key: job.ordering_key.clone(),
+                            status: JobStatus::Running,
+                            attempts: 1,
+                            max_attempts: job.max_attempts,
+                            run_at: claim.lease_until,
+                            locked_by: Some(claim.worker.clone()),
+                            last_error: Some(claim.note.clone()),
+                            result: None,
+                        });
+                    }
+                }
                 Ok(commits)
+            })
+        }
+
+        /// The backend's [`super::batch::RunSuccessors`].
+        fn run_successors<'t>(
+            tx: &'t mut sqlx::Transaction<'static, $db>,
+            successors: &'t [super::batch::Successor],
+        ) -> super::batch::BoxFuture<'t, Result<Vec<Job>, StoreError>> {
+            Box::pin(async move {
+                let mut jobs = Vec::with_capacity(successors.len());
+                for chunk in sql::pow2_chunks(successors) {
+                    let text = sql::successor_sql(chunk.len());
+                    let mut query = sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(text));
+                    for s in chunk {
+                        query = query
+                            .bind(s.next.ordering_key.as_str())
+                            .bind(s.next.kind.as_str())
+                            .bind(s.worker.as_str())
+                            .bind(s.next.lease_until)
+                            .bind(s.next.note.as_str())
+                            .bind(s.now);
+                    }
+                    for row in query.fetch_all(&mut **tx).await? {
+                        jobs.push(Job::try_from(row)?);
+                    }
+                }
+                Ok(jobs)
             })
         }
 

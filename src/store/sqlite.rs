@@ -9,11 +9,11 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use super::batch::Writer;
 use super::sql::{self, impl_store};
 use super::{
-    CONVERSATION_COLUMNS, CardRef, Change, Commit, ConversationRef, ConversationRow,
-    ENGAGEMENT_COLUMNS, Engagement, EngagementRow, FTA_COLUMNS, FtaAuditRecord, FtaAuditRow,
-    FtaFilter, FtaRequestRecord, FtaRow, InboundKey, InviteRecord, JOB_COLUMNS, Job, JobRow,
-    JobStatus, NewJob, OutboxCall, PrepTick, StoreError, StoredConversation, SyncNotesRecord,
-    SyncSeries, clip, new_id, person_key, roster_member,
+    BirthClaim, CONVERSATION_COLUMNS, CardRef, ChainNext, Change, Commit, ConversationRef,
+    ConversationRow, ENGAGEMENT_COLUMNS, Engagement, EngagementRow, FTA_COLUMNS, FtaAuditRecord,
+    FtaAuditRow, FtaFilter, FtaRequestRecord, FtaRow, InboundKey, InviteRecord, JOB_COLUMNS, Job,
+    JobRow, JobStatus, NewJob, OutboxCall, PrepTick, StoreError, StoredConversation,
+    SyncNotesRecord, SyncSeries, TurnCommit, clip, new_id, person_key, roster_member,
 };
 use crate::clock::Millis;
 use crate::domain::engagement::PrepItem;
@@ -66,6 +66,7 @@ impl SqliteStore {
                 true,
                 super::batch::Merged {
                     marks: run_marks,
+                    successors: run_successors,
                     turns: run_turns,
                 },
             ),

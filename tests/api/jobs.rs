@@ -315,3 +315,116 @@ async fn a_post_cut_off_by_a_crash_is_not_resent_after_the_lease() {
         unconfirmed[0].last_error
     );
 }
+
+/// With the background worker running, one conversation's replies go out in the order of its messages, one
+/// at a time and each once: the first is claimed in its turn's commit, the next ones are taken over by the
+/// completion before them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversations_replies_leave_in_order_with_the_worker_running() {
+    let app = spawn_with(Options {
+        run_worker: true,
+        ..Options::default()
+    })
+    .await;
+    Mock::given(method("POST"))
+        .and(path_regex(REPLY))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_delay(Duration::from_millis(100))
+                .set_body_json(json!({"id": "reply"})),
+        )
+        .with_priority(1)
+        .mount(&app.connector)
+        .await;
+    let mut sent = Vec::new();
+    for text in ["help", "roles TAM", "help", "roles", "help", "roles CSAM"] {
+        let message = app.message(text);
+        sent.push(message["id"].as_str().unwrap().to_owned());
+        assert_eq!(app.post_activity(&message).await.status(), 200);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while app.connector_requests().await.len() < sent.len() {
+        assert!(std::time::Instant::now() < deadline, "replies missing");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let replied_to: Vec<String> = app
+        .connector_requests()
+        .await
+        .iter()
+        .map(|r| {
+            r.url
+                .path()
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(replied_to, sent);
+    let counts = app.store.job_counts().await.unwrap();
+    assert!(
+        counts.contains(&(JobStatus::Done, 6)),
+        "every reply recorded as done: {counts:?}"
+    );
+}
+
+/// A reply claimed in its turn's commit carries the in-flight note of its first attempt, so a process that
+/// dies between that commit and the POST leaves it held as unconfirmed after the lease, never sent twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_claimed_in_its_commit_by_a_process_that_died_is_held_not_resent() {
+    use fieldbot::jobs::{Effect, SendActivity, text_activity};
+    let app = spawn_with(Options {
+        run_worker: true,
+        ..Options::default()
+    })
+    .await;
+    let now = app.clock.now();
+    let effect = Effect::ConnectorSend(SendActivity {
+        service_url: app.service_url(),
+        conversation_id: "19:gone@thread.tacv2".into(),
+        reply_to_id: None,
+        activity: text_activity("never sent"),
+        card_key: None,
+    });
+    let job = fieldbot::jobs::job(&effect, "born-and-orphaned".into(), now, 5);
+    // Worker slots exist once the background loop has started.
+    let born = app.worker.born_claims();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let (claim, reservation) = loop {
+        if let Some(reserved) = born.reserve(std::slice::from_ref(&job)) {
+            break reserved;
+        }
+        assert!(std::time::Instant::now() < deadline, "no free worker slot");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let key = fieldbot::store::InboundKey {
+        channel_id: "msteams".into(),
+        conversation_id: "19:gone@thread.tacv2".into(),
+        activity_id: "a1".into(),
+    };
+    let turn = app
+        .store
+        .commit_turn(Some(&key), now, vec![], vec![job], None, Some(claim))
+        .await
+        .unwrap();
+    assert_eq!(turn.claimed.len(), 1);
+    // The process dies here: the claimed job never reaches its worker.
+    drop(reservation);
+
+    app.clock
+        .advance(Duration::from_secs(app.settings.jobs.lease_secs + 1));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let job = app.store.job_by_key("born-and-orphaned").await.unwrap();
+        if job.as_ref().map(|j| j.status) == Some(JobStatus::Unconfirmed) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the orphaned job was not taken over: {job:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(app.connector_requests().await.is_empty(), "not sent");
+}

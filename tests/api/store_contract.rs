@@ -6,8 +6,9 @@ use std::sync::Arc;
 use fieldbot::domain::engagement::{Motion, Person, PrepItem, RosterMember};
 use fieldbot::domain::roles::Role;
 use fieldbot::store::{
-    CardRef, Change, Commit, ConversationRef, Engagement, FtaAuditRecord, FtaFilter,
-    FtaRequestRecord, InboundKey, InviteRecord, JobStatus, NewJob, Store, StoreError, connect,
+    BirthClaim, CardRef, ChainNext, Change, Commit, ConversationRef, Engagement, FtaAuditRecord,
+    FtaFilter, FtaRequestRecord, InboundKey, InviteRecord, JobStatus, NewJob, Store, StoreError,
+    connect,
 };
 use serde_json::json;
 
@@ -912,4 +913,336 @@ async fn sqlite_throttled_retries_give_the_attempt_back() {
 async fn postgres_throttled_retries_give_the_attempt_back() {
     let (s, _db) = store(Backend::Postgres).await;
     throttled_retry_story(s.as_ref()).await;
+}
+
+fn inbound(conversation: &str, activity: &str) -> InboundKey {
+    InboundKey {
+        channel_id: "msteams".into(),
+        conversation_id: conversation.into(),
+        activity_id: activity.into(),
+    }
+}
+
+fn birth_claim(worker: &str, keys: &[&str]) -> BirthClaim {
+    BirthClaim {
+        worker: worker.into(),
+        lease_until: 60_000,
+        note: "noted before sending".into(),
+        keys: keys.iter().map(|k| k.to_string()).collect(),
+    }
+}
+
+/// A reply claimed in the commit that queues it: only while it heads its conversation's chain, only for a
+/// new activity, and exactly as a claim followed by the in-flight note would have left it.
+async fn born_claims(s: Arc<dyn Store>) {
+    let reply =
+        |key: &str, conversation: &str| job(key, Some(&format!("conv:{conversation}")), 1000);
+    let turn = s
+        .commit_turn(
+            Some(&inbound("c1", "a1")),
+            1000,
+            vec![Change::TouchConversation(reference("c1"))],
+            vec![reply("r1", "c1"), job("other", None, 1000)],
+            None,
+            Some(birth_claim("w1", &["r1"])),
+        )
+        .await
+        .unwrap();
+    assert_eq!(turn.commit, Commit::Applied);
+    let stored = s.job_by_key("r1").await.unwrap().unwrap();
+    assert_eq!(
+        turn.claimed,
+        vec![stored.clone()],
+        "what the commit returns is what it stored"
+    );
+    assert_eq!(stored.status, JobStatus::Running);
+    assert_eq!(stored.attempts, 1);
+    assert_eq!(stored.locked_by.as_deref(), Some("w1"));
+    assert_eq!(
+        stored.run_at, 60_000,
+        "a running job is due again when its lease ends"
+    );
+    assert_eq!(stored.last_error.as_deref(), Some("noted before sending"));
+    assert_eq!(stored.payload, json!({ "key": "r1" }).to_string());
+    let claimed = s.claim_jobs("w2", 1000, 61_000, 10).await.unwrap();
+    let keys: Vec<_> = claimed.iter().map(|j| j.idempotency_key.as_str()).collect();
+    assert_eq!(
+        keys,
+        vec!["other"],
+        "a job outside the claim's keys is queued as usual"
+    );
+
+    // The next reply of the conversation waits behind the running one.
+    let second = s
+        .commit_turn(
+            Some(&inbound("c1", "a2")),
+            1100,
+            vec![Change::TouchConversation(reference("c1"))],
+            vec![reply("r2", "c1")],
+            None,
+            Some(birth_claim("w1", &["r2"])),
+        )
+        .await
+        .unwrap();
+    assert_eq!(second.commit, Commit::Applied);
+    assert!(second.claimed.is_empty());
+    let r2 = s.job_by_key("r2").await.unwrap().unwrap();
+    assert_eq!(r2.status, JobStatus::Pending);
+    assert_eq!(r2.last_error, None);
+
+    // A re-delivery commits nothing, so it claims nothing.
+    let again = s
+        .commit_turn(
+            Some(&inbound("c1", "a1")),
+            1200,
+            vec![Change::TouchConversation(reference("c1"))],
+            vec![reply("r1-again", "c1")],
+            None,
+            Some(birth_claim("w1", &["r1-again"])),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.commit, Commit::Duplicate { response: None });
+    assert!(again.claimed.is_empty());
+
+    // Turns of one conversation committed side by side (in one batch, mostly): only the oldest job of the
+    // chain is claimed. Another conversation's reply beside them is claimed too.
+    let mut turns = Vec::new();
+    for i in 0..8 {
+        let s = s.clone();
+        let conversation = if i == 7 { "c3" } else { "c2" };
+        turns.push(tokio::spawn(async move {
+            let key = format!("{conversation}-r{i}");
+            s.commit_turn(
+                Some(&inbound(conversation, &format!("b{i}"))),
+                1300,
+                vec![Change::TouchConversation(reference(conversation))],
+                vec![reply(&key, conversation)],
+                None,
+                Some(birth_claim("w1", &[key.as_str()])),
+            )
+            .await
+            .unwrap()
+        }));
+    }
+    let mut claimed = Vec::new();
+    for t in turns {
+        claimed.extend(t.await.unwrap().claimed);
+    }
+    let (c2, c3): (Vec<_>, Vec<_>) = claimed
+        .iter()
+        .partition(|j| j.ordering_key.as_deref() == Some("conv:c2"));
+    assert_eq!(c2.len(), 1, "one head per chain: {claimed:?}");
+    assert_eq!(c3.len(), 1, "{claimed:?}");
+    for i in 0..7 {
+        let other = s.job_by_key(&format!("c2-r{i}")).await.unwrap().unwrap();
+        assert!(
+            other.id >= c2[0].id,
+            "the chain's oldest job is the one claimed"
+        );
+    }
+
+    // Once the running reply is done, the one behind it is claimed as usual.
+    assert!(
+        s.complete_job(stored.id, "w1", None, vec![], vec![], 1400)
+            .await
+            .unwrap()
+    );
+    let claimed = s.claim_jobs("w2", 1500, 61_500, 10).await.unwrap();
+    assert!(
+        claimed.iter().any(|j| j.idempotency_key == "r2"),
+        "{claimed:?}"
+    );
+
+    // A turn with changes beyond touching its conversation commits as before and claims nothing.
+    let card = CardRef {
+        key: "card-c4".into(),
+        conversation_id: "c4".into(),
+        activity_id: "1".into(),
+        service_url: "https://smba.trafficmanager.net/emea/".into(),
+    };
+    let other = s
+        .commit_turn(
+            Some(&inbound("c4", "d1")),
+            1600,
+            vec![
+                Change::TouchConversation(reference("c4")),
+                Change::SaveCard(card),
+            ],
+            vec![reply("r4", "c4")],
+            None,
+            Some(birth_claim("w1", &["r4"])),
+        )
+        .await
+        .unwrap();
+    assert_eq!(other.commit, Commit::Applied);
+    assert!(other.claimed.is_empty());
+    assert_eq!(
+        s.job_by_key("r4").await.unwrap().unwrap().status,
+        JobStatus::Pending
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_replies_are_claimed_in_their_turns_commit_one_per_conversation() {
+    let (s, _db) = store(Backend::Sqlite).await;
+    born_claims(s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_replies_are_claimed_in_their_turns_commit_one_per_conversation() {
+    let (s, _db) = store(Backend::Postgres).await;
+    born_claims(s).await;
+}
+
+fn chain_next(chain: &str, kind: &str) -> ChainNext {
+    ChainNext {
+        ordering_key: chain.into(),
+        kind: kind.into(),
+        lease_until: 90_000,
+        note: "noted before sending".into(),
+    }
+}
+
+/// A completion that takes over the next job of its chain: only the chain's oldest live job, only when it
+/// is due, fresh and of the kind asked for, and only for the worker whose completion applied.
+async fn chain_take_over(s: Arc<dyn Store>) {
+    let mut later = job("k-later", Some("k"), 1_000_000);
+    later.kind = "test".into();
+    let mut other_kind = job("m2", Some("m"), 100);
+    other_kind.kind = "other".into();
+    s.enqueue_jobs(
+        vec![
+            job("k1", Some("k"), 100),
+            job("k2", Some("k"), 100),
+            job("k3", Some("k"), 100),
+            job("m1", Some("m"), 100),
+            other_kind,
+            job("n1", Some("n"), 100),
+            later,
+        ],
+        100,
+    )
+    .await
+    .unwrap();
+    let claimed = s.claim_jobs("w1", 200, 60_200, 10).await.unwrap();
+    let id = |key: &str| {
+        claimed
+            .iter()
+            .find(|j| j.idempotency_key == key)
+            .unwrap()
+            .id
+    };
+    assert_eq!(claimed.len(), 3, "one head per chain: {claimed:?}");
+
+    // Not the lease holder: nothing applies, nothing is taken over.
+    let (applied, next) = s
+        .complete_and_claim_next(id("k1"), "w2", None, 300, chain_next("k", "test"))
+        .await
+        .unwrap();
+    assert!(!applied);
+    assert_eq!(next, None);
+    assert_eq!(
+        s.job_by_key("k2").await.unwrap().unwrap().status,
+        JobStatus::Pending
+    );
+
+    let (applied, next) = s
+        .complete_and_claim_next(
+            id("k1"),
+            "w1",
+            Some(json!({ "activityId": "1" })),
+            300,
+            chain_next("k", "test"),
+        )
+        .await
+        .unwrap();
+    assert!(applied);
+    let next = next.expect("the chain's next job is taken over");
+    assert_eq!(next.idempotency_key, "k2");
+    assert_eq!(Some(&next), s.job_by_key("k2").await.unwrap().as_ref());
+    assert_eq!(next.status, JobStatus::Running);
+    assert_eq!(next.attempts, 1);
+    assert_eq!(next.locked_by.as_deref(), Some("w1"));
+    assert_eq!(next.run_at, 90_000);
+    assert_eq!(next.last_error.as_deref(), Some("noted before sending"));
+    assert_eq!(next.payload, json!({ "key": "k2" }).to_string());
+    let k1 = s.job_by_key("k1").await.unwrap().unwrap();
+    assert_eq!(k1.status, JobStatus::Done);
+    assert_eq!(k1.result, Some(json!({ "activityId": "1" })));
+    assert_eq!(
+        s.job_by_key("k3").await.unwrap().unwrap().status,
+        JobStatus::Pending,
+        "one job of a chain runs at a time"
+    );
+    assert!(
+        s.claim_jobs("w2", 400, 60_400, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "a job taken over is leased like a claimed one"
+    );
+
+    // The next job is of another kind: the chain is freed and its job waits for a claim.
+    let (applied, next) = s
+        .complete_and_claim_next(id("m1"), "w1", None, 500, chain_next("m", "test"))
+        .await
+        .unwrap();
+    assert!(applied);
+    assert_eq!(next, None);
+
+    // A job taken over that fails is retried as the chain's head; its completion takes over the next one.
+    assert!(
+        s.retry_job(next_id(&s, "k2").await, "w1", 600, "503", 550)
+            .await
+            .unwrap()
+    );
+    let k2 = s.claim_jobs("w1", 600, 60_600, 10).await.unwrap();
+    assert_eq!(
+        k2.iter()
+            .map(|j| j.idempotency_key.as_str())
+            .collect::<Vec<_>>(),
+        vec!["k2", "m2"]
+    );
+    let (applied, next) = s
+        .complete_and_claim_next(k2[0].id, "w1", None, 700, chain_next("k", "test"))
+        .await
+        .unwrap();
+    assert!(applied);
+    assert_eq!(next.map(|j| j.idempotency_key), Some("k3".to_owned()));
+
+    // The chain's last due job leaves nothing to take over; one not due yet is not taken early.
+    let k3 = s.job_by_key("k3").await.unwrap().unwrap();
+    let (applied, next) = s
+        .complete_and_claim_next(k3.id, "w1", None, 800, chain_next("k", "test"))
+        .await
+        .unwrap();
+    assert!(applied);
+    assert_eq!(next, None);
+    assert_eq!(
+        s.job_by_key("k-later").await.unwrap().unwrap().status,
+        JobStatus::Pending
+    );
+    let (applied, next) = s
+        .complete_and_claim_next(id("n1"), "w1", None, 900, chain_next("n", "test"))
+        .await
+        .unwrap();
+    assert!(applied);
+    assert_eq!(next, None, "an empty chain");
+}
+
+async fn next_id(s: &Arc<dyn Store>, key: &str) -> i64 {
+    s.job_by_key(key).await.unwrap().unwrap().id
+}
+
+#[tokio::test]
+async fn sqlite_a_completion_takes_over_the_next_job_of_its_chain() {
+    let (s, _db) = store(Backend::Sqlite).await;
+    chain_take_over(s).await;
+}
+
+#[tokio::test]
+async fn postgres_a_completion_takes_over_the_next_job_of_its_chain() {
+    let (s, _db) = store(Backend::Postgres).await;
+    chain_take_over(s).await;
 }
