@@ -1,7 +1,9 @@
 //! The inbound activity, parsed leniently: Teams adds fields over time, so everything we do not need is
 //! optional and unknown members are ignored. What the bot relies on is checked in `http::messages`.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+use sha2::Digest;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -54,20 +56,43 @@ pub struct Activity {
 /// turn builds it; the job row stores that text verbatim and the worker posts it without building it as a
 /// tree again (for a card of several kilobytes, that tree work was most of a reply's CPU).
 #[derive(Clone)]
-pub struct OutboundActivity(Arc<RawValue>);
+pub struct OutboundActivity(Arc<Stored>);
+
+struct Stored {
+    raw: Box<RawValue>,
+    /// The text and its SHA-256 (hex) as stored apart from the jobs that send it: computed once per
+    /// activity, and an answer cached per process is one activity however often it is sent.
+    shared: OnceLock<(Arc<str>, Arc<str>)>,
+}
 
 impl OutboundActivity {
     pub fn from_raw(raw: Box<RawValue>) -> Self {
-        Self(Arc::from(raw))
+        Self(Arc::new(Stored {
+            raw,
+            shared: OnceLock::new(),
+        }))
     }
 
     pub fn as_json(&self) -> &str {
-        self.0.get()
+        self.0.raw.get()
+    }
+
+    /// `(digest, text)`: the activity's JSON text with its SHA-256 in hex, the key under which the store
+    /// keeps one copy of it for every job that sends it.
+    pub fn shared(&self) -> (Arc<str>, Arc<str>) {
+        self.0
+            .shared
+            .get_or_init(|| {
+                let text = self.as_json();
+                let digest = format!("{:x}", sha2::Sha256::digest(text.as_bytes()));
+                (Arc::from(digest), Arc::from(text))
+            })
+            .clone()
     }
 
     /// The activity as a JSON tree, for code that inspects it (tests, the card checks).
     pub fn to_value(&self) -> Value {
-        serde_json::from_str(self.0.get()).unwrap_or(Value::Null)
+        serde_json::from_str(self.as_json()).unwrap_or(Value::Null)
     }
 }
 
@@ -88,19 +113,19 @@ impl From<Value> for OutboundActivity {
 
 impl std::fmt::Debug for OutboundActivity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.0.get())
+        f.write_str(self.as_json())
     }
 }
 
 impl PartialEq for OutboundActivity {
     fn eq(&self, other: &Self) -> bool {
-        self.0.get() == other.0.get()
+        self.as_json() == other.as_json()
     }
 }
 
 impl Serialize for OutboundActivity {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.0.serialize(serializer)
+        self.0.raw.serialize(serializer)
     }
 }
 

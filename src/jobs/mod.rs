@@ -21,8 +21,9 @@ pub use effect::{
 pub use invite::{InviteData, SchedulingSettings, fm_mailbox, invite_card_with};
 pub use worker::{BornClaims, Reservation, Worker, WorkerSettings};
 
+use crate::botframework::activity::OutboundActivity;
 use crate::clock::Millis;
-use crate::store::NewJob;
+use crate::store::{NewJob, PayloadPart, part_marker};
 
 /// The kind of job claimed without a claim of its own: in the commit that queues it
 /// ([`crate::store::BirthClaim`]) or by the completion of the job before it in its chain
@@ -36,18 +37,118 @@ pub fn born_claimable(kind: &str) -> bool {
     kind == CLAIMED_IN_PASSING
 }
 
-/// Builds the queued form of an effect. `ordering_key` keeps one conversation's effects in order.
+/// Activities shorter than this stay inside their job's payload: a part costs a row and a lookup.
+const PART_MIN_BYTES: usize = 1024;
+
+/// Builds the queued form of an effect. `ordering_key` keeps one conversation's effects in order. A
+/// message's activity of a kilobyte or more (a card) becomes the payload's [`PayloadPart`], stored once
+/// for every job that posts the same activity.
 pub fn job(effect: &Effect, idempotency_key: String, now: Millis, max_attempts: u32) -> NewJob {
+    let activity = match effect {
+        Effect::ConnectorSend(s) => Some(&s.activity),
+        Effect::ConnectorUpdate(u) => Some(&u.activity),
+        _ => None,
+    };
+    let part = activity
+        .filter(|a| a.as_json().len() >= PART_MIN_BYTES)
+        .map(|a| {
+            let (digest, text) = a.shared();
+            PayloadPart { digest, text }
+        });
+    let marked = part.as_ref().and_then(|part| {
+        let marker = serde_json::value::RawValue::from_string(part_marker(&part.digest)).ok()?;
+        let marker = OutboundActivity::from_raw(marker);
+        Some(match effect {
+            Effect::ConnectorSend(s) => Effect::ConnectorSend(SendActivity {
+                activity: marker,
+                ..s.clone()
+            }),
+            Effect::ConnectorUpdate(u) => Effect::ConnectorUpdate(UpdateActivity {
+                activity: marker,
+                ..u.clone()
+            }),
+            other => other.clone(),
+        })
+    });
+    let payload = serde_json::to_string(marked.as_ref().unwrap_or(effect)).unwrap_or_else(|e| {
+        // Effects are plain data; `effects_round_trip_through_json` keeps this unreachable.
+        tracing::error!(error = %e, kind = effect.kind(), "an effect could not be serialised");
+        "null".to_owned()
+    });
     NewJob {
         kind: effect.kind().to_string(),
-        payload: serde_json::to_string(effect).unwrap_or_else(|e| {
-            // Effects are plain data; `effects_round_trip_through_json` keeps this unreachable.
-            tracing::error!(error = %e, kind = effect.kind(), "an effect could not be serialised");
-            "null".to_owned()
-        }),
+        payload,
         idempotency_key,
         ordering_key: effect.ordering_key(),
         run_at: now,
         max_attempts,
+        part: marked.and(part),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use serde_json::json;
+
+    use super::*;
+
+    fn send(activity: OutboundActivity) -> Effect {
+        Effect::ConnectorSend(SendActivity {
+            service_url: "https://smba.trafficmanager.net/emea/".into(),
+            conversation_id: "19:c@thread.tacv2".into(),
+            reply_to_id: Some("1".into()),
+            activity,
+            card_key: None,
+        })
+    }
+
+    #[test]
+    fn a_card_is_queued_as_a_part_shared_by_every_job_that_posts_it() {
+        let card: OutboundActivity = json!({
+            "type": "message",
+            "attachments": [{ "contentType": "application/vnd.microsoft.card.adaptive",
+                              "content": { "body": [{ "type": "TextBlock", "text": "x\"{\"$part\"".repeat(200) }] } }],
+        })
+        .into();
+        let first = job(&send(card.clone()), "k1".into(), 0, 5);
+        let second = job(&send(card.clone()), "k2".into(), 0, 5);
+        let part = first.part.clone().expect("a card is a part");
+        assert_eq!(
+            second.part.as_ref(),
+            Some(&part),
+            "one part, whatever the job"
+        );
+        assert_eq!(&*part.text, card.as_json());
+        assert_eq!(part.digest.len(), 64);
+        assert!(first.payload.len() < 400, "{}", first.payload);
+        assert!(first.payload.contains(&part_marker(&part.digest)));
+        assert_eq!(
+            Effect::from_payload(&first.whole_payload()).unwrap(),
+            send(card),
+            "put back together, the payload is the effect"
+        );
+
+        let update = Effect::ConnectorUpdate(UpdateActivity {
+            service_url: "https://smba.trafficmanager.net/emea/".into(),
+            conversation_id: "19:c@thread.tacv2".into(),
+            activity_id: "2".into(),
+            activity: json!({ "type": "message", "text": "y".repeat(2000) }).into(),
+        });
+        let queued = job(&update, "k3".into(), 0, 5);
+        assert!(queued.part.is_some());
+        assert_eq!(
+            Effect::from_payload(&queued.whole_payload()).unwrap(),
+            update
+        );
+    }
+
+    #[test]
+    fn a_short_message_stays_in_its_payload() {
+        let effect = send(text_activity("Done."));
+        let queued = job(&effect, "k".into(), 0, 5);
+        assert_eq!(queued.part, None);
+        assert_eq!(queued.whole_payload(), queued.payload);
+        assert_eq!(Effect::from_payload(&queued.payload).unwrap(), effect);
     }
 }

@@ -120,10 +120,17 @@ impl<DB: Database> Writer<DB>
 where
     for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
 {
-    /// Starts the writer task on `pool` (for SQLite a pool of one connection: the only writer).
-    pub(super) fn start(pool: Pool<DB>, statement_atomic: bool, merged: Merged<DB>) -> Self {
+    /// Starts the writer task on `pool` (for SQLite a pool of one connection: the only writer). With
+    /// `sync`, the commits do not wait for the disk themselves and `sync` makes them durable before their
+    /// callers hear of them (see [`answer_when_synced`]).
+    pub(super) fn start(
+        pool: Pool<DB>,
+        statement_atomic: bool,
+        merged: Merged<DB>,
+        sync: Option<SyncLog>,
+    ) -> Self {
         let (queue, steps) = mpsc::unbounded_channel();
-        tokio::spawn(run(pool, steps, merged, statement_atomic));
+        tokio::spawn(run(pool, steps, merged, statement_atomic, sync));
         Self {
             queue,
             statement_atomic,
@@ -308,15 +315,55 @@ where
     }
 }
 
+/// Tells a batch's callers how it ended.
+type Answer = Box<dyn FnOnce(Result<(), String>) + Send>;
+
+/// Makes the committed transactions durable when the commit itself did not wait for the disk: SQLite with
+/// `synchronous=NORMAL` writes a commit to its write-ahead log without syncing it, and this syncs the log.
+pub(super) type SyncLog = std::sync::Arc<dyn Fn() -> std::io::Result<()> + Send + Sync>;
+
+/// Answers committed batches once the log holding them is synced. One sync covers every batch committed
+/// before it started, so while one runs the writer commits the next batches and the sync after it answers
+/// them all: the disk's flush latency is paid once per sync, not once per batch, and no longer stops the
+/// writer. Nothing a caller does with its answer (an HTTP acknowledgement, a reply sent by a job it
+/// claimed) can happen before the data it depends on is on disk.
+async fn answer_when_synced(sync: SyncLog, mut committed: mpsc::UnboundedReceiver<Answer>) {
+    while let Some(first) = committed.recv().await {
+        let mut answers = vec![first];
+        while let Ok(answer) = committed.try_recv() {
+            answers.push(answer);
+        }
+        let sync = sync.clone();
+        let synced = match tokio::task::spawn_blocking(move || sync()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        let synced = synced.map_err(|e| {
+            tracing::error!(error = %e, "syncing the write log failed; its writes are reported as failed");
+            format!("the write could not be made durable: {e}")
+        });
+        for answer in answers {
+            answer(synced.clone());
+        }
+    }
+}
+
 async fn run<DB>(
     pool: Pool<DB>,
     mut entries: mpsc::UnboundedReceiver<Entry<DB>>,
     merged: Merged<DB>,
     statement_atomic: bool,
+    sync: Option<SyncLog>,
 ) where
     DB: Database,
     for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
 {
+    let synced = sync.map(|sync| {
+        let (send, committed) = mpsc::unbounded_channel();
+        tokio::spawn(answer_when_synced(sync, committed));
+        send
+    });
     while let Some(first) = entries.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -398,46 +445,57 @@ async fn run<DB>(
             tracing::error!(error = %reason, writes = size, "a write batch failed to commit");
         }
         metrics::histogram!("fieldbot_store_batch_size").record(size as f64);
-        for deliver in deliveries {
-            deliver(committed.clone());
-        }
-        match (turned, &committed) {
-            (Ok(commits), Ok(())) => {
-                for (send, commit) in turns.into_iter().zip(commits) {
-                    let _ = send.send(Ok(commit));
-                }
+        let answer: Answer = Box::new(move |committed: Result<(), String>| {
+            for deliver in deliveries {
+                deliver(committed.clone());
             }
-            (Err(e), _) => {
-                let reason = e.to_string();
-                for send in turns {
-                    let _ = send.send(Err(StoreError::Other(anyhow::anyhow!("{reason}"))));
-                }
-            }
-            (Ok(_), Err(reason)) => {
-                for send in turns {
-                    let _ = send.send(Err(StoreError::Other(anyhow::anyhow!(
-                        "the write was not committed: {reason}"
-                    ))));
-                }
-            }
-        }
-        for (chunk, updated, mut taken_over) in marked {
-            for (id, send) in chunk {
-                let outcome = match (&updated, &committed) {
-                    (Err(e), _) => Err(StoreError::Other(anyhow::anyhow!("{e}"))),
-                    (Ok(_), Err(reason)) => Err(StoreError::Other(anyhow::anyhow!(
-                        "the write was not committed: {reason}"
-                    ))),
-                    (Ok(ids), Ok(())) => {
-                        let next = taken_over
-                            .iter()
-                            .position(|(by, _)| *by == id)
-                            .map(|i| taken_over.swap_remove(i).1);
-                        Ok((ids.contains(&id), next))
+            match (turned, &committed) {
+                (Ok(commits), Ok(())) => {
+                    for (send, commit) in turns.into_iter().zip(commits) {
+                        let _ = send.send(Ok(commit));
                     }
-                };
-                let _ = send.send(outcome);
+                }
+                (Err(e), _) => {
+                    let reason = e.to_string();
+                    for send in turns {
+                        let _ = send.send(Err(StoreError::Other(anyhow::anyhow!("{reason}"))));
+                    }
+                }
+                (Ok(_), Err(reason)) => {
+                    for send in turns {
+                        let _ = send.send(Err(StoreError::Other(anyhow::anyhow!(
+                            "the write was not committed: {reason}"
+                        ))));
+                    }
+                }
             }
+            for (chunk, updated, mut taken_over) in marked {
+                for (id, send) in chunk {
+                    let outcome = match (&updated, &committed) {
+                        (Err(e), _) => Err(StoreError::Other(anyhow::anyhow!("{e}"))),
+                        (Ok(_), Err(reason)) => Err(StoreError::Other(anyhow::anyhow!(
+                            "the write was not committed: {reason}"
+                        ))),
+                        (Ok(ids), Ok(())) => {
+                            let next = taken_over
+                                .iter()
+                                .position(|(by, _)| *by == id)
+                                .map(|i| taken_over.swap_remove(i).1);
+                            Ok((ids.contains(&id), next))
+                        }
+                    };
+                    let _ = send.send(outcome);
+                }
+            }
+        });
+        match (&committed, &synced) {
+            // Answered once the log is on disk; meanwhile the next batch runs.
+            (Ok(()), Some(synced)) => {
+                if let Err(mpsc::error::SendError(answer)) = synced.send(answer) {
+                    answer(Err("the write log syncer stopped".to_owned()));
+                }
+            }
+            _ => answer(committed),
         }
     }
 }

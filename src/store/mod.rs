@@ -312,6 +312,38 @@ pub struct NewJob {
     pub ordering_key: Option<String>,
     pub run_at: Millis,
     pub max_attempts: u32,
+    /// A large piece of the payload stored once for every job that carries it (see [`PayloadPart`]).
+    pub part: Option<PayloadPart>,
+}
+
+impl NewJob {
+    /// The payload with its part in place, as reading the job back gives it.
+    pub fn whole_payload(&self) -> String {
+        match &self.part {
+            Some(part) => self
+                .payload
+                .replacen(&part_marker(&part.digest), &part.text, 1),
+            None => self.payload.clone(),
+        }
+    }
+}
+
+/// A piece of a job's payload kept apart from it, once per distinct content: the card a reply posts. The
+/// answer to `help` is kilobytes of JSON and the same for every reply; written with each job it was most of
+/// the bytes the store wrote per activity. The job's payload holds [`part_marker`] where the part goes,
+/// and reading the job puts the part back, so a [`Job`]'s payload is always whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PayloadPart {
+    /// SHA-256 of `text`, in hex.
+    pub digest: Arc<str>,
+    /// JSON text.
+    pub text: Arc<str>,
+}
+
+/// What a payload holds in place of its part: a JSON object that cannot occur inside a JSON string (its
+/// quotes would be escaped there), so replacing it is exact. `JOB_COLUMNS` builds the same text in SQL.
+pub fn part_marker(digest: &str) -> String {
+    format!("{{\"$part\":\"{digest}\"}}")
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -848,8 +880,13 @@ fn roster_member(role: &str, person: &str) -> Option<RosterMember> {
 }
 
 /// The payload of a job queued before migration 0006 is in `jobs.payload`, of a newer one in `job_payloads`.
+/// The payload: from `job_payloads` with its part put back in place of [`part_marker`]'s text, or from
+/// `jobs.payload` for a job queued before migration 0006.
 const JOB_COLUMNS: &str = "id, kind, \
-     COALESCE((SELECT jp.payload FROM job_payloads jp WHERE jp.job_id = jobs.id), payload) AS payload, \
+     COALESCE((SELECT CASE WHEN jp.part IS NULL THEN jp.payload \
+                 ELSE replace(jp.payload, '{\"$part\":\"' || jp.part || '\"}', pp.body) END \
+               FROM job_payloads jp LEFT JOIN payload_parts pp ON pp.digest = jp.part \
+               WHERE jp.job_id = jobs.id), payload) AS payload, \
      idempotency_key, ordering_key, status, attempts, max_attempts, run_at, locked_by, last_error, result";
 
 const CONVERSATION_COLUMNS: &str = "conversation_id, service_url, tenant_id, team_id, team_name, channel_id, \

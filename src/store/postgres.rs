@@ -40,6 +40,8 @@ impl PostgresStore {
                     successors: run_successors,
                     turns: run_turns,
                 },
+                // PostgreSQL's commit waits for its own log flush (and groups concurrent ones).
+                None,
             ),
             pool,
         })

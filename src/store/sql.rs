@@ -40,7 +40,11 @@ pub(super) const INSERT_JOB: &str = "INSERT INTO jobs \
 
 /// The payload of a job just inserted (see migration 0006).
 pub(super) const INSERT_JOB_PAYLOAD: &str =
-    "INSERT INTO job_payloads (job_id, payload) VALUES ($1, $2)";
+    "INSERT INTO job_payloads (job_id, payload, part) VALUES ($1, $2, $3)";
+
+/// A payload part (see [`super::PayloadPart`]), kept once whatever number of jobs carry it.
+pub(super) const INSERT_PAYLOAD_PART: &str =
+    "INSERT INTO payload_parts (digest, body) VALUES ($1, $2) ON CONFLICT DO NOTHING";
 
 /// A job is claimable when due (a running job's `run_at` is its lease expiry, so an abandoned lease is due
 /// too) and it heads its ordering chain: no older job with the same ordering key is still live, so one
@@ -232,11 +236,18 @@ pub(super) fn successor_sql(rows: usize) -> String {
 
 pub(super) fn job_payload_rows_sql(rows: usize) -> String {
     let head = INSERT_JOB_PAYLOAD
-        .strip_suffix(" VALUES ($1, $2)")
+        .strip_suffix(" VALUES ($1, $2, $3)")
         .unwrap_or_default();
-    rows_sql(head, "(?1, ?2)", 2, rows, "")
+    rows_sql(head, "(?1, ?2, ?3)", 3, rows, "")
         .trim_end()
         .to_owned()
+}
+
+pub(super) fn payload_part_rows_sql(rows: usize) -> String {
+    let (head, tail) = INSERT_PAYLOAD_PART
+        .split_once(" VALUES ($1, $2) ")
+        .unwrap_or_default();
+    rows_sql(head, "(?1, ?2)", 2, rows, tail)
 }
 
 pub(super) const REQUEUE_JOB: &str = "UPDATE jobs SET status = 'pending', run_at = $2, attempts = 0, \
@@ -1259,9 +1270,17 @@ macro_rules! impl_store {
                 // Queued before under the same key.
                 return Ok(0);
             };
+            if let Some(part) = &job.part {
+                sqlx::query(sql::INSERT_PAYLOAD_PART)
+                    .bind(&*part.digest)
+                    .bind(&*part.text)
+                    .execute(&mut **tx)
+                    .await?;
+            }
             sqlx::query(sql::INSERT_JOB_PAYLOAD)
                 .bind(id)
                 .bind(&job.payload)
+                .bind(job.part.as_ref().map(|p| &*p.digest))
                 .execute(&mut **tx)
                 .await?;
             Ok(1)
@@ -1388,14 +1407,20 @@ macro_rules! impl_store {
                     }
                 }
                 // A job whose key was queued before is not inserted again, nor is its payload.
-                let mut payloads: Vec<(i64, &str)> = Vec::with_capacity(jobs.len());
+                let mut payloads: Vec<(i64, &NewJob)> = Vec::with_capacity(jobs.len());
+                let mut parts: Vec<&super::PayloadPart> = Vec::new();
                 let mut claims: Vec<(i64, usize, &NewJob, &super::BirthClaim)> = Vec::new();
                 for (index, t) in &applied {
                     for job in &t.jobs {
                         let Some(id) = inserted.remove(&job.idempotency_key) else {
                             continue;
                         };
-                        payloads.push((id, job.payload.as_str()));
+                        payloads.push((id, job));
+                        if let Some(part) = &job.part
+                            && !parts.iter().any(|p| p.digest == part.digest)
+                        {
+                            parts.push(part);
+                        }
                         if let Some(claim) = &t.claim
                             && claim.keys.contains(&job.idempotency_key)
                         {
@@ -1403,11 +1428,22 @@ macro_rules! impl_store {
                         }
                     }
                 }
+                for chunk in sql::pow2_chunks(&parts) {
+                    let text = sql::payload_part_rows_sql(chunk.len());
+                    let mut query = sqlx::query(sqlx::AssertSqlSafe(text));
+                    for part in chunk {
+                        query = query.bind(&*part.digest).bind(&*part.text);
+                    }
+                    query.execute(&mut **tx).await?;
+                }
                 for chunk in sql::pow2_chunks(&payloads) {
                     let text = sql::job_payload_rows_sql(chunk.len());
                     let mut query = sqlx::query(sqlx::AssertSqlSafe(text));
-                    for (id, payload) in chunk {
-                        query = query.bind(*id).bind(*payload);
+                    for (id, job) in chunk {
+                        query = query
+                            .bind(*id)
+                            .bind(job.payload.as_str())
+                            .bind(job.part.as_ref().map(|p| &*p.digest));
                     }
                     query.execute(&mut **tx).await?;
                 }
@@ -1430,7 +1466,7 @@ macro_rules! impl_store {
                         commit.claimed.push(Job {
                             id,
                             kind: job.kind.clone(),
-                            payload: job.payload.clone(),
+                            payload: job.whole_payload(),
                             idempotency_key: job.idempotency_key.clone(),
                             ordering_key: job.ordering_key.clone(),
                             status: JobStatus::Running,

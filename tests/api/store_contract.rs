@@ -7,8 +7,8 @@ use fieldbot::domain::engagement::{Motion, Person, PrepItem, RosterMember};
 use fieldbot::domain::roles::Role;
 use fieldbot::store::{
     BirthClaim, CardRef, ChainNext, Change, Commit, ConversationRef, Engagement, FtaAuditRecord,
-    FtaFilter, FtaRequestRecord, InboundKey, InviteRecord, JobStatus, NewJob, Store, StoreError,
-    connect,
+    FtaFilter, FtaRequestRecord, InboundKey, InviteRecord, JobStatus, NewJob, PayloadPart, Store,
+    StoreError, connect, part_marker,
 };
 use serde_json::json;
 
@@ -32,6 +32,7 @@ fn job(key: &str, ordering: Option<&str>, run_at: i64) -> NewJob {
         ordering_key: ordering.map(str::to_string),
         run_at,
         max_attempts: 3,
+        part: None,
     }
 }
 
@@ -1245,4 +1246,88 @@ async fn sqlite_a_completion_takes_over_the_next_job_of_its_chain() {
 async fn postgres_a_completion_takes_over_the_next_job_of_its_chain() {
     let (s, _db) = store(Backend::Postgres).await;
     chain_take_over(s).await;
+}
+
+/// Jobs whose payloads share a part (a card) store it once, on both write paths (a turn's merged commit
+/// and a single enqueue), and read back whole wherever a job is read: a claim, a birth claim, a take-over,
+/// a lookup.
+async fn shared_parts(s: Arc<dyn Store>, url: &str) {
+    use sqlx::Connection;
+    let card = json!({ "type": "message", "text": "card \"{}\" ".repeat(300) }).to_string();
+    let part = PayloadPart {
+        digest: "d1".into(),
+        text: card.as_str().into(),
+    };
+    let with_part = |key: &str, ordering: Option<&str>| {
+        let mut j = job(key, ordering, 100);
+        j.payload = format!("{{\"key\":\"{key}\",\"activity\":{}}}", part_marker("d1"));
+        j.part = Some(part.clone());
+        j
+    };
+    let whole = |key: &str| format!("{{\"key\":\"{key}\",\"activity\":{card}}}");
+    let turn = s
+        .commit_turn(
+            Some(&inbound("p", "a1")),
+            100,
+            vec![Change::TouchConversation(reference("p"))],
+            vec![
+                with_part("p1", Some("conv:p")),
+                with_part("p2", Some("conv:p")),
+            ],
+            None,
+            Some(birth_claim("w1", &["p1"])),
+        )
+        .await
+        .unwrap();
+    assert_eq!(turn.claimed.len(), 1);
+    assert_eq!(turn.claimed[0].payload, whole("p1"), "a birth claim");
+    s.enqueue_jobs(vec![with_part("p3", None)], 100)
+        .await
+        .unwrap();
+    let claimed = s.claim_jobs("w1", 200, 60_200, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].payload, whole("p3"), "a claim");
+    let (_, next) = s
+        .complete_and_claim_next(
+            turn.claimed[0].id,
+            "w1",
+            None,
+            300,
+            chain_next("conv:p", "test"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(next.map(|j| j.payload), Some(whole("p2")), "a take-over");
+    assert_eq!(
+        s.job_by_key("p1").await.unwrap().unwrap().payload,
+        whole("p1")
+    );
+
+    const COUNT: &str = "SELECT COUNT(*) FROM payload_parts";
+    let parts: i64 = if url.starts_with("sqlite:") {
+        let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
+        sqlx::query_scalar(COUNT)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap()
+    } else {
+        let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+        sqlx::query_scalar(COUNT)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap()
+    };
+    assert_eq!(parts, 1, "three jobs, one stored card");
+}
+
+#[tokio::test]
+async fn sqlite_a_card_shared_by_jobs_is_stored_once_and_read_whole() {
+    let (s, db) = store(Backend::Sqlite).await;
+    shared_parts(s, &db.url).await;
+}
+
+#[tokio::test]
+async fn postgres_a_card_shared_by_jobs_is_stored_once_and_read_whole() {
+    let (s, db) = store(Backend::Postgres).await;
+    shared_parts(s, &db.url).await;
 }
