@@ -499,3 +499,125 @@ async fn run<DB>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use sqlx::Sqlite;
+    use sqlx::sqlite::SqlitePoolOptions;
+
+    use super::*;
+
+    fn no_marks<'t>(
+        _: &'t mut Tx<Sqlite>,
+        _: MarkKind,
+        _: &'t [Mark],
+    ) -> BoxFuture<'t, Result<Vec<i64>, StoreError>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
+    fn no_successors<'t>(
+        _: &'t mut Tx<Sqlite>,
+        _: &'t [Successor],
+    ) -> BoxFuture<'t, Result<Vec<Job>, StoreError>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
+    fn no_turns<'t>(
+        _: &'t mut Tx<Sqlite>,
+        _: &'t [TurnRows],
+    ) -> BoxFuture<'t, Result<Vec<TurnCommit>, StoreError>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
+    /// A sync that waits for the test's go-ahead, then succeeds or fails as told.
+    fn gated_sync() -> (SyncLog, std::sync::mpsc::Sender<Result<(), String>>) {
+        let (go, gate) = std::sync::mpsc::channel::<Result<(), String>>();
+        let gate = Mutex::new(gate);
+        let sync: SyncLog = Arc::new(move || {
+            let next = gate.lock().unwrap().recv().unwrap_or(Ok(()));
+            next.map_err(std::io::Error::other)
+        });
+        (sync, go)
+    }
+
+    fn insert(
+        writer: &Arc<Writer<Sqlite>>,
+        n: i64,
+        ran: Arc<AtomicBool>,
+    ) -> tokio::task::JoinHandle<Result<(), StoreError>> {
+        let writer = writer.clone();
+        tokio::spawn(async move {
+            writer
+                .write(move |tx| {
+                    Box::pin(async move {
+                        sqlx::query("INSERT INTO t (n) VALUES ($1)")
+                            .bind(n)
+                            .execute(&mut **tx)
+                            .await?;
+                        ran.store(true, Ordering::SeqCst);
+                        Ok(())
+                    })
+                })
+                .await
+        })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_is_answered_after_a_sync_begun_after_its_commit_and_the_writer_goes_on_meanwhile()
+     {
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect("sqlite::memory:")
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE t (n INTEGER)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let (sync, go) = gated_sync();
+        let merged = Merged {
+            marks: no_marks,
+            successors: no_successors,
+            turns: no_turns,
+        };
+        let writer = Arc::new(Writer::start(pool.clone(), true, merged, Some(sync)));
+
+        let first_ran = Arc::new(AtomicBool::new(false));
+        let first = insert(&writer, 1, first_ran.clone());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(first_ran.load(Ordering::SeqCst), "committed");
+        assert!(!first.is_finished(), "not answered before its sync");
+
+        // While that sync waits for the disk, the next batch runs and commits.
+        let second_ran = Arc::new(AtomicBool::new(false));
+        let second = insert(&writer, 2, second_ran.clone());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(second_ran.load(Ordering::SeqCst));
+        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(rows, 2);
+
+        go.send(Ok(())).unwrap();
+        first.await.unwrap().unwrap();
+        assert!(
+            !second.is_finished(),
+            "committed after that sync began: it waits for the next one"
+        );
+        // A failed sync: the writes it should have covered are reported as failed, not as durable.
+        go.send(Err("EIO".to_owned())).unwrap();
+        let failed = second.await.unwrap();
+        assert!(
+            failed
+                .as_ref()
+                .is_err_and(|e| e.to_string().contains("could not be made durable")),
+            "{failed:?}"
+        );
+    }
+}
