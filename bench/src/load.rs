@@ -67,6 +67,9 @@ pub struct LoadSpec {
     /// Bearer tokens used round-robin; `None` sends no Authorization header (the Node bot has auth off).
     pub tokens: Option<Arc<Vec<HeaderValue>>>,
     pub activity: Arc<ActivityTemplate>,
+    /// Per connection, the least time between the starts of two requests (open-loop pacing); `None`: the
+    /// next request leaves as soon as the previous one is acknowledged.
+    pub pace: Option<Duration>,
     pub seq: Arc<AtomicU64>,
 }
 
@@ -176,7 +179,18 @@ async fn drive(spec: Arc<LoadSpec>, window: Arc<Window>, connection: usize) -> C
     let host = HeaderValue::from_str(&spec.addr.to_string())
         .unwrap_or_else(|_| HeaderValue::from_static("127.0.0.1"));
     let mut sender: Option<http1::SendRequest<Full<Bytes>>> = None;
+    // Paced connections start spread over one period, so the offered load is even from the start.
+    let mut next_start = spec.pace.map(|pace| {
+        Instant::now() + pace.mul_f64(connection as f64 / spec.connections.max(1) as f64)
+    });
     while Instant::now() < window.end {
+        if let (Some(at), Some(pace)) = (next_start, spec.pace) {
+            tokio::time::sleep_until(at.into()).await;
+            next_start = Some(at + pace);
+            if Instant::now() >= window.end {
+                break;
+            }
+        }
         let mut ready = match sender.take() {
             Some(s) => s,
             None => match connect(spec.addr).await {

@@ -97,6 +97,18 @@ pub struct Args {
     slow_duration_secs: f64,
     #[arg(long, default_value_t = 60.0)]
     slow_reply_wait_secs: f64,
+    /// The paced slow-Connector step: this many activities per second in all (0: skip the step), spread over
+    /// `--paced-channels` conversations, as Teams traffic comes from many conversations at a few messages
+    /// each; fieldbot runs it with `jobs.concurrency` = `--paced-concurrency`, since replies in flight are
+    /// rate × Connector latency.
+    #[arg(long, default_value_t = 100.0)]
+    paced_rate: f64,
+    #[arg(long, default_value_t = 1000)]
+    paced_channels: usize,
+    #[arg(long, default_value_t = 512)]
+    paced_concurrency: usize,
+    #[arg(long, default_value_t = 10.0)]
+    paced_duration_secs: f64,
     /// Where latest.json and latest.md are written.
     #[arg(long, default_value = "bench/results")]
     out_dir: PathBuf,
@@ -135,6 +147,8 @@ struct Ctx {
     fakes: fakes::Fakes,
     tokens: Arc<Vec<HeaderValue>>,
     activity: Arc<ActivityTemplate>,
+    /// The paced step's activities, spread over `--paced-channels` conversations.
+    paced_activity: Arc<ActivityTemplate>,
     seq: Arc<AtomicU64>,
     runs: AtomicU64,
 }
@@ -205,8 +219,15 @@ async fn run(args: Args) -> Result<()> {
         service_url: fakes.service_url(),
         tenant_id: TENANT_ID.to_owned(),
         bot_id: format!("28:{APP_ID}"),
-        run_tag,
+        run_tag: run_tag.clone(),
         channels: args.channels,
+    });
+    let paced_activity = Arc::new(ActivityTemplate {
+        service_url: fakes.service_url(),
+        tenant_id: TENANT_ID.to_owned(),
+        bot_id: format!("28:{APP_ID}"),
+        run_tag,
+        channels: args.paced_channels.max(1),
     });
     std::fs::create_dir_all(&args.store_dir)?;
     let ctx = Ctx {
@@ -214,6 +235,7 @@ async fn run(args: Args) -> Result<()> {
         fakes,
         tokens,
         activity,
+        paced_activity,
         seq: Arc::new(AtomicU64::new(1)),
         runs: AtomicU64::new(0),
     };
@@ -264,6 +286,21 @@ async fn run(args: Args) -> Result<()> {
                 run_step(&ctx, target, Scenario::SlowConnector, args.slow_connections).await?;
             eprintln!("   {}", step.one_line());
             steps.push(step);
+        }
+        if args.paced_rate > 0.0 {
+            for target in targets
+                .iter()
+                .filter(|t| t.label == "fieldbot" || t.is_node())
+            {
+                eprintln!(
+                    "-- {} at {}/s over {} conversations, Connector answering after {} ms",
+                    target.label, args.paced_rate, args.paced_channels, args.slow_delay_ms
+                );
+                let step =
+                    run_step(&ctx, target, Scenario::SlowPaced, args.slow_connections).await?;
+                eprintln!("   {}", step.one_line());
+                steps.push(step);
+            }
         }
     }
 
@@ -317,7 +354,7 @@ fn free_port() -> Result<u16> {
         .port())
 }
 
-async fn start_bot(ctx: &Ctx, target: &Target) -> Result<Bot> {
+async fn start_bot(ctx: &Ctx, target: &Target, scenario: Scenario) -> Result<Bot> {
     let run = ctx.runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let port = free_port()?;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
@@ -352,6 +389,12 @@ async fn start_bot(ctx: &Ctx, target: &Target) -> Result<Bot> {
                 .env("FIELDBOT__SERVER__BIND", addr.to_string())
                 .env("FIELDBOT__GRAPH__MODE", "dry-run")
                 .env("FIELDBOT__TELEMETRY__FILTER", "warn");
+            if scenario == Scenario::SlowPaced {
+                command.env(
+                    "FIELDBOT__JOBS__CONCURRENCY",
+                    ctx.args.paced_concurrency.to_string(),
+                );
+            }
             for (key, value) in &ctx.args.fieldbot_env {
                 command.env(key, value);
             }
@@ -483,6 +526,20 @@ async fn run_step(
             args.slow_duration_secs,
             args.slow_reply_wait_secs,
         ),
+        Scenario::SlowPaced => (
+            Duration::from_millis(args.slow_delay_ms),
+            args.paced_duration_secs,
+            args.slow_reply_wait_secs,
+        ),
+    };
+    let (activity, pace) = match scenario {
+        Scenario::SlowPaced => (
+            Arc::clone(&ctx.paced_activity),
+            Some(Duration::from_secs_f64(
+                connections as f64 / args.paced_rate.max(0.001),
+            )),
+        ),
+        _ => (Arc::clone(&ctx.activity), None),
     };
     ctx.fakes.connector.reset(delay);
     let tokens_before = ctx
@@ -490,7 +547,7 @@ async fn run_step(
         .identity
         .token_requests
         .load(std::sync::atomic::Ordering::SeqCst);
-    let mut bot = start_bot(ctx, target).await?;
+    let mut bot = start_bot(ctx, target, scenario).await?;
     let spec = Arc::new(LoadSpec {
         addr: bot.addr,
         connections,
@@ -498,7 +555,8 @@ async fn run_step(
         duration: Duration::from_secs_f64(duration),
         request_timeout: Duration::from_secs_f64(args.request_timeout_secs),
         tokens: (!target.is_node()).then(|| Arc::clone(&ctx.tokens)),
-        activity: Arc::clone(&ctx.activity),
+        activity,
+        pace,
         seq: Arc::clone(&ctx.seq),
     });
     let pid = bot.pid;
