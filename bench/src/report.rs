@@ -407,11 +407,16 @@ impl Document {
     /// How a slow step's load was offered, for its rows.
     fn slow_load(&self, s: &StepReport) -> String {
         match s.scenario {
-            Scenario::SlowPaced => format!(
+            Scenario::SlowPaced if s.target.starts_with("fieldbot") => format!(
                 "paced {}/s over {} conversations, jobs.concurrency {}",
                 num(self.settings.paced_rate),
                 self.settings.paced_channels,
                 self.settings.paced_concurrency
+            ),
+            Scenario::SlowPaced => format!(
+                "paced {}/s over {} conversations",
+                num(self.settings.paced_rate),
+                self.settings.paced_channels
             ),
             _ => "load as fast as acked, a conversation per connection".to_owned(),
         }

@@ -933,6 +933,26 @@ fn birth_claim(worker: &str, keys: &[&str]) -> BirthClaim {
     }
 }
 
+/// A turn in `conversation` that queues one reply keyed `key`, which the worker "w1" may claim at birth.
+async fn reply_turn(
+    s: &dyn Store,
+    conversation: &str,
+    activity: &str,
+    key: &str,
+    now: i64,
+) -> fieldbot::store::TurnCommit {
+    s.commit_turn(
+        Some(&inbound(conversation, activity)),
+        now,
+        vec![Change::TouchConversation(reference(conversation))],
+        vec![job(key, Some(&format!("conv:{conversation}")), 1000)],
+        None,
+        Some(birth_claim("w1", &[key])),
+    )
+    .await
+    .unwrap()
+}
+
 /// A reply claimed in the commit that queues it: only while it heads its conversation's chain, only for a
 /// new activity, and exactly as a claim followed by the in-flight note would have left it.
 async fn born_claims(s: Arc<dyn Store>) {
@@ -974,17 +994,7 @@ async fn born_claims(s: Arc<dyn Store>) {
     );
 
     // The next reply of the conversation waits behind the running one.
-    let second = s
-        .commit_turn(
-            Some(&inbound("c1", "a2")),
-            1100,
-            vec![Change::TouchConversation(reference("c1"))],
-            vec![reply("r2", "c1")],
-            None,
-            Some(birth_claim("w1", &["r2"])),
-        )
-        .await
-        .unwrap();
+    let second = reply_turn(&*s, "c1", "a2", "r2", 1100).await;
     assert_eq!(second.commit, Commit::Applied);
     assert!(second.claimed.is_empty());
     let r2 = s.job_by_key("r2").await.unwrap().unwrap();
@@ -992,17 +1002,7 @@ async fn born_claims(s: Arc<dyn Store>) {
     assert_eq!(r2.last_error, None);
 
     // A re-delivery commits nothing, so it claims nothing.
-    let again = s
-        .commit_turn(
-            Some(&inbound("c1", "a1")),
-            1200,
-            vec![Change::TouchConversation(reference("c1"))],
-            vec![reply("r1-again", "c1")],
-            None,
-            Some(birth_claim("w1", &["r1-again"])),
-        )
-        .await
-        .unwrap();
+    let again = reply_turn(&*s, "c1", "a1", "r1-again", 1200).await;
     assert_eq!(again.commit, Commit::Duplicate { response: None });
     assert!(again.claimed.is_empty());
 
@@ -1014,16 +1014,7 @@ async fn born_claims(s: Arc<dyn Store>) {
         let conversation = if i == 7 { "c3" } else { "c2" };
         turns.push(tokio::spawn(async move {
             let key = format!("{conversation}-r{i}");
-            s.commit_turn(
-                Some(&inbound(conversation, &format!("b{i}"))),
-                1300,
-                vec![Change::TouchConversation(reference(conversation))],
-                vec![reply(&key, conversation)],
-                None,
-                Some(birth_claim("w1", &[key.as_str()])),
-            )
-            .await
-            .unwrap()
+            reply_turn(&*s, conversation, &format!("b{i}"), &key, 1300).await
         }));
     }
     let mut claimed = Vec::new();
