@@ -10,8 +10,7 @@ use std::sync::Arc;
 use crate::idempotency::SendHook;
 use crate::store::{Job, Store};
 
-/// The note an attempt writes before its first unrepeatable call.
-pub(super) fn note(attempt: u32) -> String {
+fn note(attempt: u32) -> String {
     format!("in flight: attempt {attempt} sent a call that must not be repeated")
 }
 

@@ -27,9 +27,7 @@ use crate::store::{NewJob, PayloadPart, part_marker};
 
 /// The kind of job claimed without a claim of its own: in the commit that queues it
 /// ([`crate::store::BirthClaim`]) or by the completion of the job before it in its chain
-/// ([`crate::store::ChainNext`]). Its first call must be the unrepeatable one, so that the in-flight note
-/// those claims write is the note the attempt would write first anyway. A Connector send is a POST with
-/// nothing before it but fetching the bot's token.
+/// ([`crate::store::ChainNext`]). Replies are the jobs a conversation queues one after another.
 const CLAIMED_IN_PASSING: &str = "connector_send";
 
 /// Whether a job of `kind` may be claimed in the commit that queues it (see [`CLAIMED_IN_PASSING`]).

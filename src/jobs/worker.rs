@@ -80,7 +80,6 @@ impl BornClaims {
         let claim = BirthClaim {
             worker: self.worker.clone(),
             lease_until: self.clock.now() + millis(self.lease),
-            note: super::in_flight::note(1),
             keys,
         };
         let reservation = Reservation {
@@ -146,7 +145,7 @@ impl Worker {
         let mut running = JoinSet::new();
         for job in jobs {
             let worker = self.clone();
-            running.spawn(async move { worker.run_chain(job, false).await });
+            running.spawn(async move { worker.run_chain(job).await });
         }
         while let Some(done) = running.join_next().await {
             report_panic(done);
@@ -225,7 +224,7 @@ impl Worker {
                             let slot = free.split(1);
                             running.spawn(async move {
                                 let _slot = slot;
-                                worker.run_chain(job, false).await
+                                worker.run_chain(job).await
                             });
                         }
                     }
@@ -297,20 +296,17 @@ impl Worker {
         let worker = self.clone();
         running.spawn(async move {
             let _slot = handoff.slot;
-            worker.run_chain(handoff.job, true).await
+            worker.run_chain(handoff.job).await
         });
     }
 
     /// Runs `job`, then the jobs of its chain its completions take over (see [`ChainNext`]), in the same
     /// slot. After [`MAX_TAKE_OVERS`] the slot goes back, so that a busy conversation cannot keep it from
     /// the others: its next job is then claimed in turn, oldest due first.
-    async fn run_chain(&self, mut job: Job, mut noted: bool) {
+    async fn run_chain(&self, mut job: Job) {
         for n in 0..=MAX_TAKE_OVERS {
-            match self.execute(job, noted, n < MAX_TAKE_OVERS).await {
-                Some(next) => {
-                    job = next;
-                    noted = true;
-                }
+            match self.execute(job, n < MAX_TAKE_OVERS).await {
+                Some(next) => job = next,
                 None => return,
             }
         }
@@ -325,9 +321,8 @@ impl Worker {
     }
 
     #[tracing::instrument(skip_all, fields(job.id = job.id, job.kind = %job.kind, job.attempt = job.attempts))]
-    /// `noted`: the job was claimed in passing, its in-flight note already written by that claim.
     /// `take_over`: its completion may claim the next job of its chain, which is returned.
-    async fn execute(&self, job: Job, noted: bool, take_over: bool) -> Option<Job> {
+    async fn execute(&self, job: Job, take_over: bool) -> Option<Job> {
         let effect = match Effect::from_payload(&job.payload) {
             Ok(e) => e,
             Err(e) => {
@@ -352,12 +347,11 @@ impl Worker {
             self.finish(&job, JobStatus::Unconfirmed, text).await;
             return None;
         }
-        let on_send = (!noted).then(|| {
-            super::in_flight::hook(self.store.clone(), job.id, self.id.clone(), job.attempts)
-        });
+        let on_send =
+            super::in_flight::hook(self.store.clone(), job.id, self.id.clone(), job.attempts);
         let started = Instant::now();
         let outcome = effect
-            .perform_noting(&self.ctx, &job.idempotency_key, on_send)
+            .perform_noting(&self.ctx, &job.idempotency_key, Some(on_send))
             .await;
         metrics::histogram!("fieldbot_job_duration_seconds", "kind" => job.kind.clone())
             .record(started.elapsed().as_secs_f64());
@@ -379,7 +373,6 @@ impl Worker {
                             ordering_key,
                             kind: super::CLAIMED_IN_PASSING.to_owned(),
                             lease_until: now + millis(self.settings.lease),
-                            note: super::in_flight::note(1),
                         };
                         self.store
                             .complete_and_claim_next(job.id, &self.id, result, now, next)

@@ -416,34 +416,28 @@ pub enum Commit {
 }
 
 /// A worker's claim on a turn's jobs taken in the commit that queues them ("born claimed"), so a reply
-/// needs no separate claim and no separate note before its POST: two writes fewer per reply, on the one
-/// writer every activity waits for.
+/// needs no claim of its own: a write fewer per reply on the one writer every activity waits for, and the
+/// reply leaves without waiting for the worker's next claim.
 ///
-/// Only jobs whose first call is unrepeatable qualify (see [`crate::jobs::born_claimable`]): the claim
-/// writes the same in-flight note that attempt would write before that call, so a crash after the commit
-/// leaves the job held as unconfirmed, exactly as a crash after the note does. A job is claimed only when it
-/// heads its ordering chain (no older live job with its key), and only when the commit applied.
+/// A job is claimed only when it heads its ordering chain (no older live job with its key), and only when
+/// the commit applied. It is claimed as the worker's claim would claim it: the attempt still writes its
+/// in-flight note right before its unrepeatable call, so a crash before that call runs it again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BirthClaim {
     pub worker: String,
     pub lease_until: Millis,
-    /// The in-flight note of attempt 1, written as the job's `last_error`.
-    pub note: String,
     /// The idempotency keys of the turn's jobs that may be claimed.
     pub keys: Vec<String>,
 }
 
 /// What a worker finishing a job of a chain asks to take over next, in the same write: the chain's next job,
-/// when it is due, has never run, and is of `kind` (a job whose first call is unrepeatable, so that `note`,
-/// written as the in-flight note of its attempt 1, is the note that attempt would write first anyway).
-/// One conversation's replies then cost one write each (this completion and the next claim) instead of
-/// three, and leave one after the other without waiting for the worker's next claim.
+/// when it is due, has never run, and is of `kind`. One conversation's replies then leave one after the
+/// other without a claim of their own and without waiting for the worker's next claim.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChainNext {
     pub ordering_key: String,
     pub kind: String,
     pub lease_until: Millis,
-    pub note: String,
 }
 
 /// A turn's commit and the jobs claimed in it for the [`BirthClaim`]'s worker.

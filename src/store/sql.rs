@@ -195,17 +195,17 @@ pub(super) fn job_rows_sql(rows: usize) -> String {
 }
 
 /// Claims jobs in the commit that queues them (see [`super::BirthClaim`]): `rows` value rows of (job id,
-/// worker, lease end, in-flight note, now). A job is claimed only while it heads its ordering chain, judged
-/// as [`CLAIMABLE`] does: no older live job has its ordering key. Two new jobs of one chain in the same
+/// worker, lease end, now). A job is claimed only while it heads its ordering chain, judged as
+/// [`CLAIMABLE`] does: no older live job has its ordering key. Two new jobs of one chain in the same
 /// statement cannot both pass: the younger sees the older one pending (or, on SQLite, already running).
 pub(super) fn birth_claim_sql(rows: usize) -> String {
     rows_sql(
-        "WITH v(job_id, worker_id, until_at, note, at) AS (",
-        "(?1, ?2, ?3, ?4, ?5)",
-        5,
+        "WITH v(job_id, worker_id, until_at, at) AS (",
+        "(?1, ?2, ?3, ?4)",
+        4,
         rows,
         ") UPDATE jobs SET status = 'running', locked_by = v.worker_id, locked_until = v.until_at, \
-         run_at = v.until_at, attempts = attempts + 1, last_error = v.note, updated_at = v.at FROM v \
+         run_at = v.until_at, attempts = attempts + 1, updated_at = v.at FROM v \
          WHERE jobs.id = v.job_id AND jobs.status = 'pending' AND NOT EXISTS (SELECT 1 FROM jobs o \
            WHERE o.ordering_key = jobs.ordering_key AND o.status IN ('pending', 'running') AND o.id < jobs.id) \
          RETURNING jobs.id",
@@ -213,18 +213,18 @@ pub(super) fn birth_claim_sql(rows: usize) -> String {
 }
 
 /// Claims the next job of chains whose running job just finished (see [`super::ChainNext`]): `rows` value
-/// rows of (ordering key, kind, worker, lease end, in-flight note, now). The next job is the chain's oldest
-/// live one, as [`CLAIMABLE`] judges heads; it is taken only when pending, due, never attempted and of the
-/// kind asked for.
+/// rows of (ordering key, kind, worker, lease end, now). The next job is the chain's oldest live one, as
+/// [`CLAIMABLE`] judges heads; it is taken only when pending, due, never attempted and of the kind asked
+/// for.
 pub(super) fn successor_sql(rows: usize) -> String {
     rows_sql(
-        "WITH v(chain, job_kind, worker_id, until_at, note, at) AS (",
-        "(?1, ?2, ?3, ?4, ?5, ?6)",
-        6,
+        "WITH v(chain, job_kind, worker_id, until_at, at) AS (",
+        "(?1, ?2, ?3, ?4, ?5)",
+        5,
         rows,
         &format!(
             ") UPDATE jobs SET status = 'running', locked_by = v.worker_id, locked_until = v.until_at, \
-             run_at = v.until_at, attempts = attempts + 1, last_error = v.note, updated_at = v.at FROM v \
+             run_at = v.until_at, attempts = attempts + 1, updated_at = v.at FROM v \
              WHERE jobs.id = (SELECT MIN(h.id) FROM jobs h \
                WHERE h.ordering_key = v.chain AND h.status IN ('pending', 'running')) \
              AND jobs.status = 'pending' AND jobs.attempts = 0 AND jobs.kind = v.job_kind AND jobs.run_at <= v.at \
@@ -1456,7 +1456,6 @@ macro_rules! impl_store {
                             .bind(*id)
                             .bind(claim.worker.as_str())
                             .bind(claim.lease_until)
-                            .bind(claim.note.as_str())
                             .bind(turns.get(*index).map_or(0, |t| t.now));
                     }
                     claimed.extend(query.fetch_all(&mut **tx).await?.into_iter().map(|(id,)| id));
@@ -1474,7 +1473,7 @@ macro_rules! impl_store {
                             max_attempts: job.max_attempts,
                             run_at: claim.lease_until,
                             locked_by: Some(claim.worker.clone()),
-                            last_error: Some(claim.note.clone()),
+                            last_error: None,
                             result: None,
                         });
                     }
@@ -1499,7 +1498,6 @@ macro_rules! impl_store {
                             .bind(s.next.kind.as_str())
                             .bind(s.worker.as_str())
                             .bind(s.next.lease_until)
-                            .bind(s.next.note.as_str())
                             .bind(s.now);
                     }
                     for row in query.fetch_all(&mut **tx).await? {

@@ -369,10 +369,11 @@ async fn a_conversations_replies_leave_in_order_with_the_worker_running() {
     );
 }
 
-/// A reply claimed in its turn's commit carries the in-flight note of its first attempt, so a process that
-/// dies between that commit and the POST leaves it held as unconfirmed after the lease, never sent twice.
+/// A reply claimed in its turn's commit by a process that dies before sending it is not lost: it carries
+/// no in-flight note yet (the attempt writes that right before its POST), so once the lease ends it is
+/// claimed again and sent, once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_reply_claimed_in_its_commit_by_a_process_that_died_is_held_not_resent() {
+async fn a_reply_claimed_in_its_commit_by_a_process_that_died_is_sent_after_the_lease() {
     use fieldbot::jobs::{Effect, SendActivity, text_activity};
     let app = spawn_with(Options {
         run_worker: true,
@@ -384,7 +385,7 @@ async fn a_reply_claimed_in_its_commit_by_a_process_that_died_is_held_not_resent
         service_url: app.service_url(),
         conversation_id: "19:gone@thread.tacv2".into(),
         reply_to_id: None,
-        activity: text_activity("never sent"),
+        activity: text_activity("sent after all"),
         card_key: None,
     });
     let job = fieldbot::jobs::job(&effect, "born-and-orphaned".into(), now, 5);
@@ -411,13 +412,19 @@ async fn a_reply_claimed_in_its_commit_by_a_process_that_died_is_held_not_resent
     assert_eq!(turn.claimed.len(), 1);
     // The process dies here: the claimed job never reaches its worker.
     drop(reservation);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        app.connector_requests().await.is_empty(),
+        "leased, not sent"
+    );
 
     app.clock
         .advance(Duration::from_secs(app.settings.jobs.lease_secs + 1));
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         let job = app.store.job_by_key("born-and-orphaned").await.unwrap();
-        if job.as_ref().map(|j| j.status) == Some(JobStatus::Unconfirmed) {
+        if job.as_ref().map(|j| j.status) == Some(JobStatus::Done) {
+            assert_eq!(job.map(|j| j.attempts), Some(2));
             break;
         }
         assert!(
@@ -426,5 +433,5 @@ async fn a_reply_claimed_in_its_commit_by_a_process_that_died_is_held_not_resent
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(app.connector_requests().await.is_empty(), "not sent");
+    assert_eq!(app.connector_requests().await.len(), 1, "sent once");
 }

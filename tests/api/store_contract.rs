@@ -928,7 +928,6 @@ fn birth_claim(worker: &str, keys: &[&str]) -> BirthClaim {
     BirthClaim {
         worker: worker.into(),
         lease_until: 60_000,
-        note: "noted before sending".into(),
         keys: keys.iter().map(|k| k.to_string()).collect(),
     }
 }
@@ -954,7 +953,7 @@ async fn reply_turn(
 }
 
 /// A reply claimed in the commit that queues it: only while it heads its conversation's chain, only for a
-/// new activity, and exactly as a claim followed by the in-flight note would have left it.
+/// new activity, and exactly as the worker's claim would have left it.
 async fn born_claims(s: Arc<dyn Store>) {
     let reply =
         |key: &str, conversation: &str| job(key, Some(&format!("conv:{conversation}")), 1000);
@@ -983,7 +982,7 @@ async fn born_claims(s: Arc<dyn Store>) {
         stored.run_at, 60_000,
         "a running job is due again when its lease ends"
     );
-    assert_eq!(stored.last_error.as_deref(), Some("noted before sending"));
+    assert_eq!(stored.last_error, None);
     assert_eq!(stored.payload, json!({ "key": "r1" }).to_string());
     let claimed = s.claim_jobs("w2", 1000, 61_000, 10).await.unwrap();
     let keys: Vec<_> = claimed.iter().map(|j| j.idempotency_key.as_str()).collect();
@@ -1092,7 +1091,6 @@ fn chain_next(chain: &str, kind: &str) -> ChainNext {
         ordering_key: chain.into(),
         kind: kind.into(),
         lease_until: 90_000,
-        note: "noted before sending".into(),
     }
 }
 
@@ -1157,7 +1155,7 @@ async fn chain_take_over(s: Arc<dyn Store>) {
     assert_eq!(next.attempts, 1);
     assert_eq!(next.locked_by.as_deref(), Some("w1"));
     assert_eq!(next.run_at, 90_000);
-    assert_eq!(next.last_error.as_deref(), Some("noted before sending"));
+    assert_eq!(next.last_error, None);
     assert_eq!(next.payload, json!({ "key": "k2" }).to_string());
     let k1 = s.job_by_key("k1").await.unwrap().unwrap();
     assert_eq!(k1.status, JobStatus::Done);

@@ -112,6 +112,8 @@ pub struct Report {
     pub expected: usize,
     pub applied: usize,
     pub lost: Vec<String>,
+    /// Lost effects whose job is held as unconfirmed, with the reason recorded on it.
+    pub held: Vec<(String, String)>,
     pub duplicated: Vec<(String, u32)>,
     pub unexpected: Vec<String>,
     pub unkeyed: Vec<String>,
@@ -176,6 +178,11 @@ impl Report {
             self.applied.to_string(),
         );
         row(&mut out, "**lost**", self.lost.len().to_string());
+        row(
+            &mut out,
+            "&nbsp;&nbsp;of those, held as unconfirmed for the operator",
+            self.held.len().to_string(),
+        );
         row(
             &mut out,
             "**duplicated**",
@@ -258,6 +265,11 @@ impl Report {
         list(&mut out, "lost", self.lost.clone());
         list(
             &mut out,
+            "of those, held as unconfirmed (fieldbot jobs list --status unconfirmed)",
+            self.held.iter().map(|(k, r)| format!("{k}: {r}")).collect(),
+        );
+        list(
+            &mut out,
             "duplicated",
             self.duplicated
                 .iter()
@@ -300,9 +312,63 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Cluster {
     fn command(&self, addr: SocketAddr, log: &PathBuf) -> std::io::Result<Command> {
+        let mut c = self.fieldbot(addr, &["serve"]);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)?;
+        c.stdin(Stdio::null())
+            .stdout(file.try_clone()?)
+            .stderr(file);
+        Ok(c)
+    }
+
+    /// The jobs held as unconfirmed at the end, by idempotency key, with the reason recorded on each (read
+    /// with `fieldbot jobs list`, as an operator would).
+    async fn held_jobs(&self) -> Result<BTreeMap<String, String>, String> {
+        let addr = self.addrs.first().copied().ok_or("no replica")?;
+        let mut list = self.fieldbot(
+            addr,
+            &[
+                "jobs",
+                "list",
+                "--status",
+                "unconfirmed",
+                "--limit",
+                "100000",
+            ],
+        );
+        list.stdin(Stdio::null());
+        let output = tokio::task::spawn_blocking(move || list.output())
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("fieldbot jobs list: {e}"))?;
+        if !output.status.success() {
+            return Err(format!(
+                "fieldbot jobs list: {}",
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+        let text = String::from_utf8_lossy(&output.stdout);
+        let mut held = BTreeMap::new();
+        let mut lines = text.lines();
+        while let Some(line) = lines.next() {
+            // "#<id> <kind> attempts <n> <key>", then the reason on the next line.
+            if let Some(key) = line
+                .strip_prefix('#')
+                .and_then(|l| l.split_whitespace().nth(4))
+            {
+                let reason = lines.next().unwrap_or_default().trim().to_owned();
+                held.insert(key.to_owned(), reason);
+            }
+        }
+        Ok(held)
+    }
+
+    fn fieldbot(&self, addr: SocketAddr, args: &[&str]) -> Command {
         let fakes = &self.fakes;
         let mut c = Command::new(&self.setup.fieldbot_bin);
-        c.arg("serve").current_dir(&self.setup.fieldbot_dir);
+        c.args(args).current_dir(&self.setup.fieldbot_dir);
         for (key, _) in std::env::vars() {
             if key.starts_with("FIELDBOT") || key == "RUST_LOG" {
                 c.env_remove(key);
@@ -345,14 +411,7 @@ impl Cluster {
         ];
         c.envs(env);
         c.envs(self.setup.env.iter().cloned());
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)?;
-        c.stdin(Stdio::null())
-            .stdout(file.try_clone()?)
-            .stderr(file);
-        Ok(c)
+        c
     }
 
     /// Starts (or restarts) slot `i` and waits until it answers `/readyz`.
@@ -824,6 +883,16 @@ pub async fn run(setup: Setup, plan: Plan) -> Result<Report, String> {
                 }
             }
             None => report.lost.push(key.clone()),
+        }
+    }
+    // A lost effect whose job is held as unconfirmed is not silent: an operator sees it and decides.
+    if !report.lost.is_empty() {
+        let held = ctx.cluster.held_jobs().await?;
+        for key in &report.lost {
+            let job = key.split('#').next().unwrap_or(key);
+            if let Some(reason) = held.get(job) {
+                report.held.push((key.clone(), reason.clone()));
+            }
         }
     }
     for (key, a) in &applied {
