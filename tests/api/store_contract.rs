@@ -812,20 +812,28 @@ async fn postgres_concurrent_marks_each_answer_for_their_own_job() {
     concurrent_marks(s).await;
 }
 
+/// Runs `sql` on the store's database behind its back (as an older binary or an operator would) and returns
+/// the first column of its first row as a number, if it has one.
+async fn raw_sql(url: &str, sql: &'static str) -> i64 {
+    use sqlx::Connection;
+    if url.starts_with("sqlite:") {
+        let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
+        let row: Option<(i64,)> = sqlx::query_as(sql).fetch_optional(&mut conn).await.unwrap();
+        row.map_or(0, |r| r.0)
+    } else {
+        let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+        let row: Option<(i64,)> = sqlx::query_as(sql).fetch_optional(&mut conn).await.unwrap();
+        row.map_or(0, |r| r.0)
+    }
+}
+
 /// A job queued by a binary from before migration 0006 has its payload in `jobs.payload`; it still runs
 /// with it after the upgrade, beside new jobs whose payloads live in `job_payloads`.
 async fn payloads_old_and_new(s: Arc<dyn Store>, url: &str) {
-    use sqlx::Connection;
     const OLD_ROW: &str = "INSERT INTO jobs (kind, payload, idempotency_key, ordering_key, status, \
          attempts, max_attempts, run_at, created_at, updated_at) \
          VALUES ('test', '{\"key\":\"old\"}', 'old', NULL, 'pending', 0, 3, 0, 0, 0)";
-    if url.starts_with("sqlite:") {
-        let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
-        sqlx::query(OLD_ROW).execute(&mut conn).await.unwrap();
-    } else {
-        let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
-        sqlx::query(OLD_ROW).execute(&mut conn).await.unwrap();
-    }
+    raw_sql(url, OLD_ROW).await;
     s.enqueue_jobs(vec![job("new", None, 0)], 0).await.unwrap();
     let claimed = s.claim_jobs("w1", 10, 60_000, 10).await.unwrap();
     let payloads: Vec<(String, String)> = claimed
@@ -1241,7 +1249,6 @@ async fn postgres_a_completion_takes_over_the_next_job_of_its_chain() {
 /// and a single enqueue), and read back whole wherever a job is read: a claim, a birth claim, a take-over,
 /// a lookup.
 async fn shared_parts(s: Arc<dyn Store>, url: &str) {
-    use sqlx::Connection;
     let card = json!({ "type": "message", "text": "card \"{}\" ".repeat(300) }).to_string();
     let part = PayloadPart {
         digest: "d1".into(),
@@ -1292,20 +1299,7 @@ async fn shared_parts(s: Arc<dyn Store>, url: &str) {
         whole("p1")
     );
 
-    const COUNT: &str = "SELECT COUNT(*) FROM payload_parts";
-    let parts: i64 = if url.starts_with("sqlite:") {
-        let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
-        sqlx::query_scalar(COUNT)
-            .fetch_one(&mut conn)
-            .await
-            .unwrap()
-    } else {
-        let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
-        sqlx::query_scalar(COUNT)
-            .fetch_one(&mut conn)
-            .await
-            .unwrap()
-    };
+    let parts = raw_sql(url, "SELECT COUNT(*) FROM payload_parts").await;
     assert_eq!(parts, 1, "three jobs, one stored card");
 }
 
