@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
@@ -41,6 +42,8 @@ pub struct Worker {
     slots: Arc<Semaphore>,
     handoff: mpsc::UnboundedSender<Handoff>,
     handed_off: Arc<std::sync::Mutex<Option<mpsc::UnboundedReceiver<Handoff>>>>,
+    /// Set on shutdown: a finishing job no longer takes over the next one of its chain.
+    stopping: Arc<AtomicBool>,
 }
 
 /// A job claimed in its turn's commit, on its way to the worker loop with the slot reserved for it.
@@ -118,6 +121,7 @@ impl Worker {
             slots: Arc::new(Semaphore::new(0)),
             handoff,
             handed_off: Arc::new(std::sync::Mutex::new(Some(handed_off))),
+            stopping: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -192,6 +196,7 @@ impl Worker {
                 report_panic(done);
             }
             if stopping {
+                self.stopping.store(true, Ordering::SeqCst);
                 if handed_off.is_some() {
                     // Every slot coming back means no turn still holds one for a job it may hand over; the
                     // waiting acquire also keeps new turns from reserving one meanwhile.
@@ -302,7 +307,8 @@ impl Worker {
 
     /// Runs `job`, then the jobs of its chain its completions take over (see [`ChainNext`]), in the same
     /// slot. After [`MAX_TAKE_OVERS`] the slot goes back, so that a busy conversation cannot keep it from
-    /// the others: its next job is then claimed in turn, oldest due first.
+    /// the others: its next job is then claimed in turn, oldest due first. Once the worker is stopping, no
+    /// job is taken over: a slow Connector would otherwise stretch the shutdown by a chain's length.
     async fn run_chain(&self, mut job: Job) {
         for n in 0..=MAX_TAKE_OVERS {
             match self.execute(job, n < MAX_TAKE_OVERS).await {
@@ -363,10 +369,13 @@ impl Worker {
                 jobs,
             } => {
                 let follow_ups = !jobs.is_empty();
-                let chain = job
-                    .ordering_key
-                    .clone()
-                    .filter(|_| take_over && changes.is_empty() && jobs.is_empty());
+                // Whether the worker is stopping is asked now, when the call is done, not when it began.
+                let chain = job.ordering_key.clone().filter(|_| {
+                    take_over
+                        && changes.is_empty()
+                        && jobs.is_empty()
+                        && !self.stopping.load(Ordering::SeqCst)
+                });
                 let completed = match chain {
                     Some(ordering_key) => {
                         let next = ChainNext {

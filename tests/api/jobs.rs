@@ -435,3 +435,45 @@ async fn a_reply_claimed_in_its_commit_by_a_process_that_died_is_sent_after_the_
     }
     assert_eq!(app.connector_requests().await.len(), 1, "sent once");
 }
+
+/// On stop, the reply on the wire finishes but the replies queued behind it in its conversation are not
+/// taken over: they stay queued for the next start instead of stretching the shutdown by a chain's length.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_worker_finishes_its_call_and_leaves_the_rest_of_the_chain_queued() {
+    let app = spawn_with(Options {
+        run_worker: true,
+        ..Options::default()
+    })
+    .await;
+    Mock::given(method("POST"))
+        .and(path_regex(REPLY))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_delay(Duration::from_millis(500))
+                .set_body_json(json!({"id": "reply"})),
+        )
+        .with_priority(1)
+        .mount(&app.connector)
+        .await;
+    for _ in 0..4 {
+        assert_eq!(app.post_activity(&app.message("help")).await.status(), 200);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while app.connector_requests().await.is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no reply left");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let store = app.store.clone();
+    let (_db, _identity, connector) = app.stop().await;
+    let sent = connector
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path().starts_with("/v3/"))
+        .count();
+    assert_eq!(sent, 1, "only the reply on the wire");
+    let counts = store.job_counts().await.unwrap();
+    assert!(counts.contains(&(JobStatus::Done, 1)), "{counts:?}");
+    assert!(counts.contains(&(JobStatus::Pending, 3)), "{counts:?}");
+}
