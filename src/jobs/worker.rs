@@ -101,7 +101,7 @@ impl Reservation {
             if self.handoff.send(Handoff { job, slot }).is_err() {
                 // Only after the loop stopped, which it does not while a slot is reserved.
                 tracing::error!(
-                    "a job claimed in its commit found no worker; it is held when its lease ends"
+                    "a job claimed in its commit found no worker; it runs when its lease ends"
                 );
             }
         }
