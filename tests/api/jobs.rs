@@ -321,21 +321,7 @@ async fn a_post_cut_off_by_a_crash_is_not_resent_after_the_lease() {
 /// completion before them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_conversations_replies_leave_in_order_with_the_worker_running() {
-    let app = spawn_with(Options {
-        run_worker: true,
-        ..Options::default()
-    })
-    .await;
-    Mock::given(method("POST"))
-        .and(path_regex(REPLY))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_delay(Duration::from_millis(100))
-                .set_body_json(json!({"id": "reply"})),
-        )
-        .with_priority(1)
-        .mount(&app.connector)
-        .await;
+    let app = worker_running_with_replies_taking(100).await;
     let mut sent = Vec::new();
     for text in ["help", "roles TAM", "help", "roles", "help", "roles CSAM"] {
         let message = app.message(text);
@@ -440,21 +426,7 @@ async fn a_reply_claimed_in_its_commit_by_a_process_that_died_is_sent_after_the_
 /// taken over: they stay queued for the next start instead of stretching the shutdown by a chain's length.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopping_worker_finishes_its_call_and_leaves_the_rest_of_the_chain_queued() {
-    let app = spawn_with(Options {
-        run_worker: true,
-        ..Options::default()
-    })
-    .await;
-    Mock::given(method("POST"))
-        .and(path_regex(REPLY))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_delay(Duration::from_millis(500))
-                .set_body_json(json!({"id": "reply"})),
-        )
-        .with_priority(1)
-        .mount(&app.connector)
-        .await;
+    let app = worker_running_with_replies_taking(500).await;
     for _ in 0..4 {
         assert_eq!(app.post_activity(&app.message("help")).await.status(), 200);
     }
@@ -476,4 +448,24 @@ async fn a_stopping_worker_finishes_its_call_and_leaves_the_rest_of_the_chain_qu
     let counts = store.job_counts().await.unwrap();
     assert!(counts.contains(&(JobStatus::Done, 1)), "{counts:?}");
     assert!(counts.contains(&(JobStatus::Pending, 3)), "{counts:?}");
+}
+
+/// The app with its background worker running, against a Connector that answers every reply after `ms`.
+async fn worker_running_with_replies_taking(ms: u64) -> TestApp {
+    let app = spawn_with(Options {
+        run_worker: true,
+        ..Options::default()
+    })
+    .await;
+    Mock::given(method("POST"))
+        .and(path_regex(REPLY))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_delay(Duration::from_millis(ms))
+                .set_body_json(json!({"id": "reply"})),
+        )
+        .with_priority(1)
+        .mount(&app.connector)
+        .await;
+    app
 }

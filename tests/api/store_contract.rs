@@ -24,6 +24,26 @@ async fn store(backend: Backend) -> (Arc<dyn Store>, TestDb) {
     )
 }
 
+/// The same story as two tests, one on a fresh store of each backend (`s` the store, `db` its database,
+/// kept until the story ends).
+macro_rules! both_backends {
+    (#[$attr:meta] $sqlite:ident, $postgres:ident, |$s:ident, $db:ident| $story:expr) => {
+        #[$attr]
+        async fn $sqlite() {
+            let ($s, $db) = store(Backend::Sqlite).await;
+            $story;
+            drop($db);
+        }
+
+        #[$attr]
+        async fn $postgres() {
+            let ($s, $db) = store(Backend::Postgres).await;
+            $story;
+            drop($db);
+        }
+    };
+}
+
 fn job(key: &str, ordering: Option<&str>, run_at: i64) -> NewJob {
     NewJob {
         kind: "test".into(),
@@ -625,17 +645,12 @@ async fn postgres_store_contract() {
     fta_story(s.as_ref()).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sqlite_concurrent_claims_never_overlap() {
-    let (s, _db) = store(Backend::Sqlite).await;
-    concurrent_claims(s).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn postgres_concurrent_claims_never_overlap() {
-    let (s, _db) = store(Backend::Postgres).await;
-    concurrent_claims(s).await;
-}
+both_backends!(
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    sqlite_concurrent_claims_never_overlap,
+    postgres_concurrent_claims_never_overlap,
+    |s, db| concurrent_claims(s).await
+);
 
 #[tokio::test]
 async fn the_whole_app_runs_on_postgres() {
@@ -732,17 +747,12 @@ async fn concurrent_commits(s: Arc<dyn Store>) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sqlite_concurrent_commits_are_isolated_in_their_batch() {
-    let (s, _db) = store(Backend::Sqlite).await;
-    concurrent_commits(s).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn postgres_concurrent_commits_are_isolated_in_their_batch() {
-    let (s, _db) = store(Backend::Postgres).await;
-    concurrent_commits(s).await;
-}
+both_backends!(
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    sqlite_concurrent_commits_are_isolated_in_their_batch,
+    postgres_concurrent_commits_are_isolated_in_their_batch,
+    |s, db| concurrent_commits(s).await
+);
 
 /// Completions and pre-send notes waiting together are merged into one statement per kind; each caller
 /// still hears about its own job only, and a mark from a worker that does not hold the lease changes nothing.
@@ -800,17 +810,12 @@ async fn concurrent_marks(s: Arc<dyn Store>) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sqlite_concurrent_marks_each_answer_for_their_own_job() {
-    let (s, _db) = store(Backend::Sqlite).await;
-    concurrent_marks(s).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn postgres_concurrent_marks_each_answer_for_their_own_job() {
-    let (s, _db) = store(Backend::Postgres).await;
-    concurrent_marks(s).await;
-}
+both_backends!(
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    sqlite_concurrent_marks_each_answer_for_their_own_job,
+    postgres_concurrent_marks_each_answer_for_their_own_job,
+    |s, db| concurrent_marks(s).await
+);
 
 /// Runs `sql` on the store's database behind its back (as an older binary or an operator would) and returns
 /// the first column of its first row as a number, if it has one.
@@ -851,17 +856,12 @@ async fn payloads_old_and_new(s: Arc<dyn Store>, url: &str) {
     assert_eq!(new.payload, json!({ "key": "new" }).to_string());
 }
 
-#[tokio::test]
-async fn sqlite_payloads_from_before_and_after_the_split_are_both_read() {
-    let (s, db) = store(Backend::Sqlite).await;
-    payloads_old_and_new(s, &db.url).await;
-}
-
-#[tokio::test]
-async fn postgres_payloads_from_before_and_after_the_split_are_both_read() {
-    let (s, db) = store(Backend::Postgres).await;
-    payloads_old_and_new(s, &db.url).await;
-}
+both_backends!(
+    #[tokio::test]
+    sqlite_payloads_from_before_and_after_the_split_are_both_read,
+    postgres_payloads_from_before_and_after_the_split_are_both_read,
+    |s, db| payloads_old_and_new(s, &db.url).await
+);
 
 /// A throttled retry gives back the attempt its claim counted, while the job is young enough.
 async fn throttled_retry_story(s: &dyn Store) {
@@ -912,17 +912,12 @@ async fn throttled_retry_story(s: &dyn Store) {
     assert_eq!((job.status, job.attempts), (JobStatus::Pending, 1));
 }
 
-#[tokio::test]
-async fn sqlite_throttled_retries_give_the_attempt_back() {
-    let (s, _db) = store(Backend::Sqlite).await;
-    throttled_retry_story(s.as_ref()).await;
-}
-
-#[tokio::test]
-async fn postgres_throttled_retries_give_the_attempt_back() {
-    let (s, _db) = store(Backend::Postgres).await;
-    throttled_retry_story(s.as_ref()).await;
-}
+both_backends!(
+    #[tokio::test]
+    sqlite_throttled_retries_give_the_attempt_back,
+    postgres_throttled_retries_give_the_attempt_back,
+    |s, db| throttled_retry_story(s.as_ref()).await
+);
 
 fn inbound(conversation: &str, activity: &str) -> InboundKey {
     InboundKey {
@@ -1082,17 +1077,12 @@ async fn born_claims(s: Arc<dyn Store>) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sqlite_replies_are_claimed_in_their_turns_commit_one_per_conversation() {
-    let (s, _db) = store(Backend::Sqlite).await;
-    born_claims(s).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn postgres_replies_are_claimed_in_their_turns_commit_one_per_conversation() {
-    let (s, _db) = store(Backend::Postgres).await;
-    born_claims(s).await;
-}
+both_backends!(
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    sqlite_replies_are_claimed_in_their_turns_commit_one_per_conversation,
+    postgres_replies_are_claimed_in_their_turns_commit_one_per_conversation,
+    |s, db| born_claims(s).await
+);
 
 fn chain_next(chain: &str, kind: &str) -> ChainNext {
     ChainNext {
@@ -1233,17 +1223,12 @@ async fn next_id(s: &Arc<dyn Store>, key: &str) -> i64 {
     s.job_by_key(key).await.unwrap().unwrap().id
 }
 
-#[tokio::test]
-async fn sqlite_a_completion_takes_over_the_next_job_of_its_chain() {
-    let (s, _db) = store(Backend::Sqlite).await;
-    chain_take_over(s).await;
-}
-
-#[tokio::test]
-async fn postgres_a_completion_takes_over_the_next_job_of_its_chain() {
-    let (s, _db) = store(Backend::Postgres).await;
-    chain_take_over(s).await;
-}
+both_backends!(
+    #[tokio::test]
+    sqlite_a_completion_takes_over_the_next_job_of_its_chain,
+    postgres_a_completion_takes_over_the_next_job_of_its_chain,
+    |s, db| chain_take_over(s).await
+);
 
 /// Jobs whose payloads share a part (a card) store it once, on both write paths (a turn's merged commit
 /// and a single enqueue), and read back whole wherever a job is read: a claim, a birth claim, a take-over,
@@ -1303,14 +1288,9 @@ async fn shared_parts(s: Arc<dyn Store>, url: &str) {
     assert_eq!(parts, 1, "three jobs, one stored card");
 }
 
-#[tokio::test]
-async fn sqlite_a_card_shared_by_jobs_is_stored_once_and_read_whole() {
-    let (s, db) = store(Backend::Sqlite).await;
-    shared_parts(s, &db.url).await;
-}
-
-#[tokio::test]
-async fn postgres_a_card_shared_by_jobs_is_stored_once_and_read_whole() {
-    let (s, db) = store(Backend::Postgres).await;
-    shared_parts(s, &db.url).await;
-}
+both_backends!(
+    #[tokio::test]
+    sqlite_a_card_shared_by_jobs_is_stored_once_and_read_whole,
+    postgres_a_card_shared_by_jobs_is_stored_once_and_read_whole,
+    |s, db| shared_parts(s, &db.url).await
+);
