@@ -42,32 +42,36 @@ const PART_MIN_BYTES: usize = 1024;
 /// message's activity of a kilobyte or more (a card) becomes the payload's [`PayloadPart`], stored once
 /// for every job that posts the same activity.
 pub fn job(effect: &Effect, idempotency_key: String, now: Millis, max_attempts: u32) -> NewJob {
-    let activity = match effect {
-        Effect::ConnectorSend(s) => Some(&s.activity),
-        Effect::ConnectorUpdate(u) => Some(&u.activity),
-        _ => None,
+    // A card goes to the part; the payload carries its marker instead.
+    let split = |activity: &OutboundActivity| {
+        if activity.as_json().len() < PART_MIN_BYTES {
+            return None;
+        }
+        let (digest, text) = activity.shared();
+        let marker = serde_json::value::RawValue::from_string(part_marker(&digest)).ok()?;
+        Some((
+            OutboundActivity::from_raw(marker),
+            PayloadPart { digest, text },
+        ))
     };
-    let part = activity
-        .filter(|a| a.as_json().len() >= PART_MIN_BYTES)
-        .map(|a| {
-            let (digest, text) = a.shared();
-            PayloadPart { digest, text }
-        });
-    let marked = part.as_ref().and_then(|part| {
-        let marker = serde_json::value::RawValue::from_string(part_marker(&part.digest)).ok()?;
-        let marker = OutboundActivity::from_raw(marker);
-        Some(match effect {
-            Effect::ConnectorSend(s) => Effect::ConnectorSend(SendActivity {
-                activity: marker,
+    let (marked, part) = match effect {
+        Effect::ConnectorSend(s) => split(&s.activity).map(|(activity, part)| {
+            let s = SendActivity {
+                activity,
                 ..s.clone()
-            }),
-            Effect::ConnectorUpdate(u) => Effect::ConnectorUpdate(UpdateActivity {
-                activity: marker,
+            };
+            (Effect::ConnectorSend(s), part)
+        }),
+        Effect::ConnectorUpdate(u) => split(&u.activity).map(|(activity, part)| {
+            let u = UpdateActivity {
+                activity,
                 ..u.clone()
-            }),
-            other => other.clone(),
-        })
-    });
+            };
+            (Effect::ConnectorUpdate(u), part)
+        }),
+        _ => None,
+    }
+    .unzip();
     let payload = serde_json::to_string(marked.as_ref().unwrap_or(effect)).unwrap_or_else(|e| {
         // Effects are plain data; `effects_round_trip_through_json` keeps this unreachable.
         tracing::error!(error = %e, kind = effect.kind(), "an effect could not be serialised");
@@ -80,7 +84,7 @@ pub fn job(effect: &Effect, idempotency_key: String, now: Millis, max_attempts: 
         ordering_key: effect.ordering_key(),
         run_at: now,
         max_attempts,
-        part: marked.and(part),
+        part,
     }
 }
 
