@@ -114,7 +114,7 @@ async fn receive(
     // A conditional update that lost a race (two leads clicking at once) is decided again against the
     // winner's state, so the loser hears what happened instead of getting an error.
     let mut attempts = 0;
-    let (outcome, turn, reservation) = loop {
+    let (invoke_response, turn, reservation, queued_by_changes, jobs) = loop {
         attempts += 1;
         let outcome = turn::handle(&activity, &ctx).await.map_err(|e| match e {
             turn::TurnError::Store(e) => unavailable(e),
@@ -125,19 +125,39 @@ async fn receive(
         }
         let response_text = outcome.invoke_response.as_ref().map(Value::to_string);
         let (claim, reservation) = state.born_claims.reserve(&outcome.jobs).unzip();
+        // Changes beyond touching the conversation may queue jobs of their own, for the worker to claim.
+        let queued_by_changes = outcome
+            .changes
+            .iter()
+            .any(|c| !matches!(c, Change::TouchConversation(_)));
+        let (changes, jobs) = (outcome.changes.len(), outcome.jobs.len());
         match state
             .store
             .commit_turn(
                 key.as_ref(),
                 ctx.now,
-                outcome.changes.clone(),
-                outcome.jobs.clone(),
+                outcome.changes,
+                outcome.jobs,
                 response_text,
                 claim,
             )
             .await
         {
-            Ok(commit) => break (outcome, commit, reservation),
+            Ok(commit) => {
+                tracing::info!(
+                    changes,
+                    jobs,
+                    invoke = outcome.invoke_response.is_some(),
+                    "activity processed"
+                );
+                break (
+                    outcome.invoke_response,
+                    commit,
+                    reservation,
+                    queued_by_changes,
+                    jobs,
+                );
+            }
             Err(StoreError::Conflict(reason)) if attempts < 3 => {
                 tracing::info!(reason, "state changed while deciding; deciding again");
             }
@@ -145,17 +165,7 @@ async fn receive(
         }
     };
     // The worker claims what this commit did not: jobs not born claimed, and anything the changes queue.
-    let queued = outcome.jobs.len() > turn.claimed.len()
-        || outcome
-            .changes
-            .iter()
-            .any(|c| !matches!(c, Change::TouchConversation(_)));
-    tracing::info!(
-        changes = outcome.changes.len(),
-        jobs = outcome.jobs.len(),
-        invoke = outcome.invoke_response.is_some(),
-        "activity processed"
-    );
+    let queued = jobs > turn.claimed.len() || queued_by_changes;
     match turn.commit {
         Commit::Duplicate { response } => Ok(duplicate(response)),
         Commit::Applied => {
@@ -167,7 +177,7 @@ async fn receive(
             if queued {
                 state.jobs_notify.notify_one();
             }
-            Ok(match outcome.invoke_response {
+            Ok(match invoke_response {
                 Some(body) => (StatusCode::OK, Json(body)).into_response(),
                 None => StatusCode::OK.into_response(),
             })
