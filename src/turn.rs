@@ -334,14 +334,17 @@ fn reference(activity: &Activity) -> Option<ConversationRef> {
     })
 }
 
-/// Unique per inbound activity, so the jobs it causes are enqueued once however often it is delivered.
+/// Unique per inbound activity, so the jobs it causes are enqueued once however often it is delivered. The
+/// activity id comes before the conversation: Teams message ids are epoch milliseconds, so the keys of new
+/// jobs sort after the older ones and land together at the end of the store's unique index instead of on
+/// one page per conversation (see migration 0008).
 fn activity_key(activity: &Activity) -> String {
     match (&activity.id, activity.conversation_id()) {
         (Some(id), Some(conv)) => format!(
             "{}/{}/{}",
             activity.channel_id.as_deref().unwrap_or_default(),
-            conv,
-            id
+            id,
+            conv
         ),
         _ => uuid::Uuid::new_v4().to_string(),
     }

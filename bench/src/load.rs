@@ -24,7 +24,9 @@ pub struct ActivityTemplate {
     pub service_url: String,
     pub tenant_id: String,
     pub bot_id: String,
-    /// Prefix of every activity id, unique per benchmark run, so no id is ever seen twice by a bot.
+    /// Prefix of every activity id, unique per benchmark run, so no id is ever seen twice by a bot. The
+    /// sequence number after it is zero-padded: ids sort in the order they were sent, as Teams message ids
+    /// (epoch milliseconds) do, and a store's index sees them arrive as it would in production.
     pub run_tag: String,
     /// How many channels the activities are spread over; 0: one channel per connection.
     pub channels: usize,
@@ -53,7 +55,7 @@ impl ActivityTemplate {
         };
         let channel = format!("19:bench{channel}@thread.tacv2");
         Bytes::from(format!(
-            r#"{{"type":"message","id":"{run_tag}-{seq}","timestamp":"2026-11-23T10:15:30.123Z","serviceUrl":"{service_url}","channelId":"msteams","from":{{"id":"29:dana","name":"Dana Lee","aadObjectId":"5f0c6c0e-1d2b-4c55-9a35-0d5a1b2c3d4e"}},"conversation":{{"isGroup":true,"conversationType":"channel","tenantId":"{tenant_id}","id":"{channel};messageid={seq}"}},"recipient":{{"id":"{bot_id}","name":"fieldbot"}},"textFormat":"plain","text":"<at>fieldbot</at> {command}","entities":[{{"type":"mention","text":"<at>fieldbot</at>","mentioned":{{"id":"{bot_id}","name":"fieldbot"}}}},{{"type":"clientInfo","locale":"en-US","platform":"Web"}}],"channelData":{{"teamsChannelId":"{channel}","teamsTeamId":"19:benchteam@thread.tacv2","channel":{{"id":"{channel}"}},"team":{{"id":"19:benchteam@thread.tacv2"}},"tenant":{{"id":"{tenant_id}"}}}},"locale":"en-US"}}"#
+            r#"{{"type":"message","id":"{run_tag}-{seq:09}","timestamp":"2026-11-23T10:15:30.123Z","serviceUrl":"{service_url}","channelId":"msteams","from":{{"id":"29:dana","name":"Dana Lee","aadObjectId":"5f0c6c0e-1d2b-4c55-9a35-0d5a1b2c3d4e"}},"conversation":{{"isGroup":true,"conversationType":"channel","tenantId":"{tenant_id}","id":"{channel};messageid={seq}"}},"recipient":{{"id":"{bot_id}","name":"fieldbot"}},"textFormat":"plain","text":"<at>fieldbot</at> {command}","entities":[{{"type":"mention","text":"<at>fieldbot</at>","mentioned":{{"id":"{bot_id}","name":"fieldbot"}}}},{{"type":"clientInfo","locale":"en-US","platform":"Web"}}],"channelData":{{"teamsChannelId":"{channel}","teamsTeamId":"19:benchteam@thread.tacv2","channel":{{"id":"{channel}"}},"team":{{"id":"19:benchteam@thread.tacv2"}},"tenant":{{"id":"{tenant_id}"}}}},"locale":"en-US"}}"#
         ))
     }
 }

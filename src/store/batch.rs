@@ -334,11 +334,13 @@ async fn answer_when_synced(sync: SyncLog, mut committed: mpsc::UnboundedReceive
             answers.push(answer);
         }
         let sync = sync.clone();
+        let started = std::time::Instant::now();
         let synced = match tokio::task::spawn_blocking(move || sync()).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(e.to_string()),
             Err(e) => Err(e.to_string()),
         };
+        metrics::histogram!("fieldbot_store_sync_seconds").record(started.elapsed().as_secs_f64());
         let synced = synced.map_err(|e| {
             tracing::error!(error = %e, "syncing the write log failed; its writes are reported as failed");
             format!("the write could not be made durable: {e}")
@@ -373,6 +375,7 @@ async fn run<DB>(
             }
         }
         let size = batch.len();
+        let started = std::time::Instant::now();
         let mut steps = Vec::with_capacity(size);
         let (mut done, mut sending, mut turns) = (Vec::new(), Vec::new(), Vec::new());
         for entry in batch {
@@ -445,6 +448,7 @@ async fn run<DB>(
             tracing::error!(error = %reason, writes = size, "a write batch failed to commit");
         }
         metrics::histogram!("fieldbot_store_batch_size").record(size as f64);
+        metrics::histogram!("fieldbot_store_batch_seconds").record(started.elapsed().as_secs_f64());
         let answer: Answer = Box::new(move |committed: Result<(), String>| {
             for deliver in deliveries {
                 deliver(committed.clone());
