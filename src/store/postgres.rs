@@ -48,4 +48,10 @@ impl PostgresStore {
     }
 }
 
-impl_store!(PostgresStore, sqlx::Postgres, "postgres", true);
+impl_store!(
+    PostgresStore,
+    sqlx::Postgres,
+    "postgres",
+    true,
+    sql::Placeholders::Numbered
+);

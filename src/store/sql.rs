@@ -1,7 +1,11 @@
 //! The SQL both backends share. SQLite and PostgreSQL accept the same `$N` placeholders, `ON CONFLICT`,
 //! `RETURNING` and `IS DISTINCT FROM`, so one implementation (expanded per backend by `impl_store!`) serves
 //! both; only job claiming differs, because PostgreSQL needs `FOR UPDATE SKIP LOCKED` for concurrent
-//! replicas while SQLite serialises writers anyway.
+//! replicas while SQLite serialises writers anyway, and the multi-row statements' placeholders (see
+//! [`Placeholders`]).
+
+use std::borrow::Cow;
+use std::sync::OnceLock;
 
 pub(super) const INSERT_INBOUND: &str = "INSERT INTO inbound_activities \
      (channel_id, conversation_id, activity_id, received_at, response) VALUES ($1, $2, $3, $4, $5) \
@@ -13,7 +17,7 @@ pub(super) const SELECT_INBOUND: &str = "SELECT response FROM inbound_activities
 pub(super) const UPSERT_CONVERSATION: &str = "INSERT INTO conversations \
      (conversation_id, service_url, tenant_id, team_id, team_name, channel_id, bot_id, conversation_type, \
       status, dead_reason, created_at, updated_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'live', NULL, $9, $9) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'live', NULL, $9, $10) \
      ON CONFLICT (conversation_id) DO UPDATE SET \
        service_url = excluded.service_url, \
        tenant_id = COALESCE(excluded.tenant_id, conversations.tenant_id), \
@@ -35,7 +39,7 @@ pub(super) const MARK_CONVERSATION_DEAD: &str = "UPDATE conversations \
 
 pub(super) const INSERT_JOB: &str = "INSERT INTO jobs \
      (kind, payload, idempotency_key, ordering_key, status, attempts, max_attempts, run_at, created_at, updated_at) \
-     VALUES ($1, '', $2, $3, 'pending', 0, $4, $5, $6, $6) \
+     VALUES ($1, '', $2, $3, 'pending', 0, $4, $5, $6, $7) \
      ON CONFLICT (idempotency_key) DO NOTHING RETURNING id, idempotency_key";
 
 /// The payload of a job just inserted (see migration 0006).
@@ -102,39 +106,96 @@ pub(super) const RETRY_THROTTLED_JOB: &str = "UPDATE jobs SET status = 'pending'
 pub(super) const FAIL_JOB: &str = "UPDATE jobs SET status = $3, last_error = $4, locked_by = NULL, \
      locked_until = NULL, updated_at = $5 WHERE id = $1 AND locked_by = $2 AND status = 'running'";
 
+/// How a backend's statements number their parameters. PostgreSQL needs `$N`. SQLite takes both, but
+/// looks a `$N` up by name when it is bound, scanning a list as long as the statement's parameters: a
+/// multi-row statement with hundreds of them paid for that quadratically on every execution, so SQLite's
+/// multi-row statements use anonymous `?`s, bound in the order they appear.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Placeholders {
+    Numbered,
+    Anonymous,
+}
+
+/// The texts of one multi-row statement for each power-of-two row count up to 128, per placeholder style,
+/// each built on first use: a batch reuses them instead of formatting hundreds of placeholders again.
+pub(super) struct Texts([[OnceLock<String>; 8]; 2]);
+
+impl Texts {
+    pub(super) const fn new() -> Self {
+        Self([const { [const { OnceLock::new() }; 8] }; 2])
+    }
+
+    fn get(
+        &'static self,
+        style: Placeholders,
+        rows: usize,
+        build: impl FnOnce() -> String,
+    ) -> Cow<'static, str> {
+        let slot = self
+            .0
+            .get(style as usize)
+            .and_then(|texts| texts.get(rows.trailing_zeros() as usize))
+            .filter(|_| rows.is_power_of_two());
+        match slot {
+            Some(slot) => Cow::Borrowed(slot.get_or_init(build).as_str()),
+            None => Cow::Owned(build()),
+        }
+    }
+}
+
 /// [`super::batch::Mark`]s of one kind as one statement: `rows` value rows of (job id, worker, text, now),
 /// rounded up to a power of two (the rest padded with rows that match no job) so that a handful of
 /// statement texts serve every batch size and stay prepared.
-pub(super) fn mark_sql(kind: super::batch::MarkKind, rows: usize) -> (String, usize) {
+pub(super) fn mark_sql(
+    kind: super::batch::MarkKind,
+    style: Placeholders,
+    rows: usize,
+) -> (Cow<'static, str>, usize) {
+    static DONE: Texts = Texts::new();
+    static SENDING: Texts = Texts::new();
     let rows = rows.max(1).next_power_of_two();
-    let values: Vec<String> = (0..rows)
-        .map(|i| {
-            let n = i * 4;
-            format!("(${}, ${}, ${}, ${})", n + 1, n + 2, n + 3, n + 4)
-        })
-        .collect();
-    let set = match kind {
-        super::batch::MarkKind::Done => {
-            "status = 'done', result = v.txt, locked_by = NULL, locked_until = NULL, updated_at = v.at"
-        }
-        super::batch::MarkKind::Sending => "last_error = v.txt",
+    let (texts, set) = match kind {
+        super::batch::MarkKind::Done => (
+            &DONE,
+            "status = 'done', result = v.txt, locked_by = NULL, locked_until = NULL, updated_at = v.at",
+        ),
+        super::batch::MarkKind::Sending => (&SENDING, "last_error = v.txt"),
     };
-    let sql = format!(
-        "WITH v(job_id, worker_id, txt, at) AS (VALUES {}) UPDATE jobs SET {set} FROM v \
-         WHERE jobs.id = v.job_id AND jobs.locked_by = v.worker_id AND jobs.status = 'running' RETURNING id",
-        values.join(", ")
-    );
-    (sql, rows)
+    let text = texts.get(style, rows, || {
+        rows_sql(
+            "WITH v(job_id, worker_id, txt, at) AS (",
+            "(?1, ?2, ?3, ?4)",
+            4,
+            rows,
+            &format!(
+                ") UPDATE jobs SET {set} FROM v WHERE jobs.id = v.job_id AND jobs.locked_by = v.worker_id \
+                 AND jobs.status = 'running' RETURNING id"
+            ),
+            style,
+        )
+    });
+    (text, rows)
 }
 
-/// `head` followed by `rows` copies of `row` (whose `?1`..`?k` become that row's `$N`) and `tail`: one
-/// multi-row statement.
-fn rows_sql(head: &str, row: &str, params: usize, rows: usize, tail: &str) -> String {
+/// `head` followed by `rows` copies of `row` (whose `?1`..`?k` become that row's `$N`, or `?` each, in
+/// order) and `tail`: one multi-row statement.
+fn rows_sql(
+    head: &str,
+    row: &str,
+    params: usize,
+    rows: usize,
+    tail: &str,
+    style: Placeholders,
+) -> String {
     let rows: Vec<String> = (0..rows)
         .map(|r| {
             // Highest first, so `?1` does not match the start of `?10`.
             (1..=params).rev().fold(row.to_owned(), |text, k| {
-                text.replace(&format!("?{k}"), &format!("${}", r * params + k))
+                let placeholder = match style {
+                    Placeholders::Numbered => format!("${}", r * params + k),
+                    Placeholders::Anonymous => "?".to_owned(),
+                };
+                text.replace(&format!("?{k}"), &placeholder)
             })
         })
         .collect();
@@ -158,96 +219,124 @@ pub(super) fn pow2_chunks<T>(mut items: &[T]) -> Vec<&[T]> {
     chunks
 }
 
-pub(super) fn inbound_rows_sql(rows: usize) -> String {
-    rows_sql(
-        "INSERT INTO inbound_activities (channel_id, conversation_id, activity_id, received_at, response)",
-        "(?1, ?2, ?3, ?4, ?5)",
-        5,
-        rows,
-        "ON CONFLICT DO NOTHING RETURNING channel_id, conversation_id, activity_id",
-    )
+pub(super) fn inbound_rows_sql(style: Placeholders, rows: usize) -> Cow<'static, str> {
+    static TEXTS: Texts = Texts::new();
+    TEXTS.get(style, rows, || {
+        rows_sql(
+            "INSERT INTO inbound_activities (channel_id, conversation_id, activity_id, received_at, response)",
+            "(?1, ?2, ?3, ?4, ?5)",
+            5,
+            rows,
+            "ON CONFLICT DO NOTHING RETURNING channel_id, conversation_id, activity_id",
+            style,
+        )
+    })
 }
 
-pub(super) fn conversation_rows_sql(rows: usize) -> String {
-    let (head, tail) = UPSERT_CONVERSATION
-        .split_once(" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'live', NULL, $9, $9) ")
-        .unwrap_or_default();
-    rows_sql(
-        head,
-        "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'live', NULL, ?9, ?9)",
-        9,
-        rows,
-        tail,
-    )
+/// Parameters per row: the conversation's eight columns, then `now` twice (created, updated).
+pub(super) fn conversation_rows_sql(style: Placeholders, rows: usize) -> Cow<'static, str> {
+    static TEXTS: Texts = Texts::new();
+    TEXTS.get(style, rows, || {
+        let (head, tail) = UPSERT_CONVERSATION
+            .split_once(" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'live', NULL, $9, $10) ")
+            .unwrap_or_default();
+        rows_sql(
+            head,
+            "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'live', NULL, ?9, ?10)",
+            10,
+            rows,
+            tail,
+            style,
+        )
+    })
 }
 
-pub(super) fn job_rows_sql(rows: usize) -> String {
-    let (head, tail) = INSERT_JOB
-        .split_once(" VALUES ($1, '', $2, $3, 'pending', 0, $4, $5, $6, $6) ")
-        .unwrap_or_default();
-    rows_sql(
-        head,
-        "(?1, '', ?2, ?3, 'pending', 0, ?4, ?5, ?6, ?6)",
-        6,
-        rows,
-        tail,
-    )
+/// Parameters per row: kind, key, ordering key, max attempts, run at, then `now` twice (created, updated).
+pub(super) fn job_rows_sql(style: Placeholders, rows: usize) -> Cow<'static, str> {
+    static TEXTS: Texts = Texts::new();
+    TEXTS.get(style, rows, || {
+        let (head, tail) = INSERT_JOB
+            .split_once(" VALUES ($1, '', $2, $3, 'pending', 0, $4, $5, $6, $7) ")
+            .unwrap_or_default();
+        rows_sql(
+            head,
+            "(?1, '', ?2, ?3, 'pending', 0, ?4, ?5, ?6, ?7)",
+            7,
+            rows,
+            tail,
+            style,
+        )
+    })
 }
 
 /// Claims jobs in the commit that queues them (see [`super::BirthClaim`]): `rows` value rows of (job id,
 /// worker, lease end, now). A job is claimed only while it heads its ordering chain, judged as
 /// [`CLAIMABLE`] does: no older live job has its ordering key. Two new jobs of one chain in the same
 /// statement cannot both pass: the younger sees the older one pending (or, on SQLite, already running).
-pub(super) fn birth_claim_sql(rows: usize) -> String {
-    rows_sql(
-        "WITH v(job_id, worker_id, until_at, at) AS (",
-        "(?1, ?2, ?3, ?4)",
-        4,
-        rows,
-        ") UPDATE jobs SET status = 'running', locked_by = v.worker_id, locked_until = v.until_at, \
-         run_at = v.until_at, attempts = attempts + 1, updated_at = v.at FROM v \
-         WHERE jobs.id = v.job_id AND jobs.status = 'pending' AND NOT EXISTS (SELECT 1 FROM jobs o \
-           WHERE o.ordering_key = jobs.ordering_key AND o.status IN ('pending', 'running') AND o.id < jobs.id) \
-         RETURNING jobs.id",
-    )
+pub(super) fn birth_claim_sql(style: Placeholders, rows: usize) -> Cow<'static, str> {
+    static TEXTS: Texts = Texts::new();
+    TEXTS.get(style, rows, || {
+        rows_sql(
+            "WITH v(job_id, worker_id, until_at, at) AS (",
+            "(?1, ?2, ?3, ?4)",
+            4,
+            rows,
+            ") UPDATE jobs SET status = 'running', locked_by = v.worker_id, locked_until = v.until_at, \
+             run_at = v.until_at, attempts = attempts + 1, updated_at = v.at FROM v \
+             WHERE jobs.id = v.job_id AND jobs.status = 'pending' AND NOT EXISTS (SELECT 1 FROM jobs o \
+               WHERE o.ordering_key = jobs.ordering_key AND o.status IN ('pending', 'running') AND o.id < jobs.id) \
+             RETURNING jobs.id",
+            style,
+        )
+    })
 }
 
 /// Claims the next job of chains whose running job just finished (see [`super::ChainNext`]): `rows` value
 /// rows of (ordering key, kind, worker, lease end, now). The next job is the chain's oldest live one, as
 /// [`CLAIMABLE`] judges heads; it is taken only when pending, due, never attempted and of the kind asked
 /// for.
-pub(super) fn successor_sql(rows: usize) -> String {
-    rows_sql(
-        "WITH v(chain, job_kind, worker_id, until_at, at) AS (",
-        "(?1, ?2, ?3, ?4, ?5)",
-        5,
-        rows,
-        &format!(
-            ") UPDATE jobs SET status = 'running', locked_by = v.worker_id, locked_until = v.until_at, \
-             run_at = v.until_at, attempts = attempts + 1, updated_at = v.at FROM v \
-             WHERE jobs.id = (SELECT MIN(h.id) FROM jobs h \
-               WHERE h.ordering_key = v.chain AND h.status IN ('pending', 'running')) \
-             AND jobs.status = 'pending' AND jobs.attempts = 0 AND jobs.kind = v.job_kind AND jobs.run_at <= v.at \
-             RETURNING {}",
-            super::JOB_COLUMNS
-        ),
-    )
+pub(super) fn successor_sql(style: Placeholders, rows: usize) -> Cow<'static, str> {
+    static TEXTS: Texts = Texts::new();
+    TEXTS.get(style, rows, || {
+        rows_sql(
+            "WITH v(chain, job_kind, worker_id, until_at, at) AS (",
+            "(?1, ?2, ?3, ?4, ?5)",
+            5,
+            rows,
+            &format!(
+                ") UPDATE jobs SET status = 'running', locked_by = v.worker_id, locked_until = v.until_at, \
+                 run_at = v.until_at, attempts = attempts + 1, updated_at = v.at FROM v \
+                 WHERE jobs.id = (SELECT MIN(h.id) FROM jobs h \
+                   WHERE h.ordering_key = v.chain AND h.status IN ('pending', 'running')) \
+                 AND jobs.status = 'pending' AND jobs.attempts = 0 AND jobs.kind = v.job_kind AND jobs.run_at <= v.at \
+                 RETURNING {}",
+                super::JOB_COLUMNS
+            ),
+            style,
+        )
+    })
 }
 
-pub(super) fn job_payload_rows_sql(rows: usize) -> String {
-    let head = INSERT_JOB_PAYLOAD
-        .strip_suffix(" VALUES ($1, $2, $3)")
-        .unwrap_or_default();
-    rows_sql(head, "(?1, ?2, ?3)", 3, rows, "")
-        .trim_end()
-        .to_owned()
+pub(super) fn job_payload_rows_sql(style: Placeholders, rows: usize) -> Cow<'static, str> {
+    static TEXTS: Texts = Texts::new();
+    TEXTS.get(style, rows, || {
+        let head = INSERT_JOB_PAYLOAD
+            .strip_suffix(" VALUES ($1, $2, $3)")
+            .unwrap_or_default();
+        rows_sql(head, "(?1, ?2, ?3)", 3, rows, "", style)
+            .trim_end()
+            .to_owned()
+    })
 }
 
-pub(super) fn payload_part_rows_sql(rows: usize) -> String {
-    let (head, tail) = INSERT_PAYLOAD_PART
-        .split_once(" VALUES ($1, $2) ")
-        .unwrap_or_default();
-    rows_sql(head, "(?1, ?2)", 2, rows, tail)
+pub(super) fn payload_part_rows_sql(style: Placeholders, rows: usize) -> Cow<'static, str> {
+    static TEXTS: Texts = Texts::new();
+    TEXTS.get(style, rows, || {
+        let (head, tail) = INSERT_PAYLOAD_PART
+            .split_once(" VALUES ($1, $2) ")
+            .unwrap_or_default();
+        rows_sql(head, "(?1, ?2)", 2, rows, tail, style)
+    })
 }
 
 pub(super) const REQUEUE_JOB: &str = "UPDATE jobs SET status = 'pending', run_at = $2, attempts = 0, \
@@ -339,7 +428,7 @@ pub(super) const SELECT_SYNC_SERIES: &str = "SELECT engagement_id, kind, data, v
 
 /// Expands to a full `Store` implementation for one backend.
 macro_rules! impl_store {
-    ($store:ident, $db:ty, $name:literal, $skip_locked:expr) => {
+    ($store:ident, $db:ty, $name:literal, $skip_locked:expr, $placeholders:expr) => {
         #[async_trait::async_trait]
         impl crate::store::Store for $store {
             fn backend(&self) -> &'static str {
@@ -1247,6 +1336,7 @@ macro_rules! impl_store {
                 .bind(r.bot_id.as_deref())
                 .bind(r.conversation_type.as_deref())
                 .bind(now)
+                .bind(now)
                 .execute(&mut **tx)
                 .await?;
             Ok(())
@@ -1263,6 +1353,7 @@ macro_rules! impl_store {
                 .bind(job.ordering_key.as_deref())
                 .bind(i64::from(job.max_attempts))
                 .bind(job.run_at)
+                .bind(now)
                 .bind(now)
                 .fetch_optional(&mut **tx)
                 .await?;
@@ -1295,7 +1386,7 @@ macro_rules! impl_store {
             Box::pin(async move {
                 let mut inserted = std::collections::HashSet::new();
                 for chunk in sql::pow2_chunks(turns) {
-                    let text = sql::inbound_rows_sql(chunk.len());
+                    let text = sql::inbound_rows_sql($placeholders, chunk.len());
                     let mut query =
                         sqlx::query_as::<_, (String, String, String)>(sqlx::AssertSqlSafe(text));
                     for t in chunk {
@@ -1368,7 +1459,7 @@ macro_rules! impl_store {
                     }
                 }
                 for chunk in sql::pow2_chunks(&touches) {
-                    let text = sql::conversation_rows_sql(chunk.len());
+                    let text = sql::conversation_rows_sql($placeholders, chunk.len());
                     let mut query = sqlx::query(sqlx::AssertSqlSafe(text));
                     for (r, at) in chunk {
                         query = query
@@ -1380,6 +1471,7 @@ macro_rules! impl_store {
                             .bind(r.channel_id.as_deref())
                             .bind(r.bot_id.as_deref())
                             .bind(r.conversation_type.as_deref())
+                            .bind(*at)
                             .bind(*at);
                     }
                     query.execute(&mut **tx).await?;
@@ -1390,7 +1482,7 @@ macro_rules! impl_store {
                     .collect();
                 let mut inserted = std::collections::HashMap::new();
                 for chunk in sql::pow2_chunks(&jobs) {
-                    let text = sql::job_rows_sql(chunk.len());
+                    let text = sql::job_rows_sql($placeholders, chunk.len());
                     let mut query =
                         sqlx::query_as::<_, (i64, String)>(sqlx::AssertSqlSafe(text));
                     for (job, now) in chunk {
@@ -1400,6 +1492,7 @@ macro_rules! impl_store {
                             .bind(job.ordering_key.as_deref())
                             .bind(i64::from(job.max_attempts))
                             .bind(job.run_at)
+                            .bind(*now)
                             .bind(*now);
                     }
                     for (id, key) in query.fetch_all(&mut **tx).await? {
@@ -1429,7 +1522,7 @@ macro_rules! impl_store {
                     }
                 }
                 for chunk in sql::pow2_chunks(&parts) {
-                    let text = sql::payload_part_rows_sql(chunk.len());
+                    let text = sql::payload_part_rows_sql($placeholders, chunk.len());
                     let mut query = sqlx::query(sqlx::AssertSqlSafe(text));
                     for part in chunk {
                         query = query.bind(&*part.digest).bind(&*part.text);
@@ -1437,7 +1530,7 @@ macro_rules! impl_store {
                     query.execute(&mut **tx).await?;
                 }
                 for chunk in sql::pow2_chunks(&payloads) {
-                    let text = sql::job_payload_rows_sql(chunk.len());
+                    let text = sql::job_payload_rows_sql($placeholders, chunk.len());
                     let mut query = sqlx::query(sqlx::AssertSqlSafe(text));
                     for (id, job) in chunk {
                         query = query
@@ -1449,7 +1542,7 @@ macro_rules! impl_store {
                 }
                 let mut claimed = std::collections::HashSet::new();
                 for chunk in sql::pow2_chunks(&claims) {
-                    let text = sql::birth_claim_sql(chunk.len());
+                    let text = sql::birth_claim_sql($placeholders, chunk.len());
                     let mut query = sqlx::query_as::<_, (i64,)>(sqlx::AssertSqlSafe(text));
                     for (id, index, _, claim) in chunk {
                         query = query
@@ -1490,7 +1583,7 @@ macro_rules! impl_store {
             Box::pin(async move {
                 let mut jobs = Vec::with_capacity(successors.len());
                 for chunk in sql::pow2_chunks(successors) {
-                    let text = sql::successor_sql(chunk.len());
+                    let text = sql::successor_sql($placeholders, chunk.len());
                     let mut query = sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(text));
                     for s in chunk {
                         query = query
@@ -1515,7 +1608,7 @@ macro_rules! impl_store {
             marks: &'t [super::batch::Mark],
         ) -> super::batch::BoxFuture<'t, Result<Vec<i64>, StoreError>> {
             Box::pin(async move {
-                let (text, rows) = sql::mark_sql(kind, marks.len());
+                let (text, rows) = sql::mark_sql(kind, $placeholders, marks.len());
                 let mut query = sqlx::query_as::<_, (i64,)>(sqlx::AssertSqlSafe(text));
                 for mark in marks {
                     query = query
@@ -1548,18 +1641,56 @@ mod tests {
     /// The merged statements are the single-row ones repeated: one row gives back the original text.
     #[test]
     fn multi_row_statements_extend_the_single_row_ones() {
-        assert_eq!(conversation_rows_sql(1), UPSERT_CONVERSATION);
-        assert_eq!(job_rows_sql(1), INSERT_JOB);
+        use Placeholders::Numbered;
+        assert_eq!(conversation_rows_sql(Numbered, 1), UPSERT_CONVERSATION);
+        assert_eq!(job_rows_sql(Numbered, 1), INSERT_JOB);
         assert_eq!(
-            inbound_rows_sql(1),
+            inbound_rows_sql(Numbered, 1),
             format!("{INSERT_INBOUND} RETURNING channel_id, conversation_id, activity_id")
         );
-        assert_eq!(job_payload_rows_sql(1), INSERT_JOB_PAYLOAD);
-        let two = job_rows_sql(2);
+        assert_eq!(job_payload_rows_sql(Numbered, 1), INSERT_JOB_PAYLOAD);
+        let two = job_rows_sql(Numbered, 2);
         assert!(
-            two.contains("($7, '', $8, $9, 'pending', 0, $10, $11, $12, $12)"),
+            two.contains("($8, '', $9, $10, 'pending', 0, $11, $12, $13, $14)"),
             "{two}"
         );
+    }
+
+    /// SQLite's texts number nothing: each row's parameters are `?`s in binding order, as many as the
+    /// numbered text has.
+    #[test]
+    fn anonymous_placeholders_keep_the_numbered_texts_shape() {
+        use Placeholders::{Anonymous, Numbered};
+        let numbered = job_rows_sql(Numbered, 4);
+        let anonymous = job_rows_sql(Anonymous, 4);
+        assert!(!anonymous.contains('$'), "{anonymous}");
+        assert_eq!(anonymous.matches('?').count(), 4 * 7);
+        let mut renumbered = String::new();
+        let mut n = 0;
+        for c in anonymous.chars() {
+            if c == '?' {
+                n += 1;
+                renumbered.push_str(&format!("${n}"));
+            } else {
+                renumbered.push(c);
+            }
+        }
+        assert_eq!(renumbered, numbered);
+        let (marks, rows) = mark_sql(super::super::batch::MarkKind::Done, Anonymous, 3);
+        assert_eq!((marks.matches('?').count(), rows), (4 * 4, 4));
+    }
+
+    /// A power-of-two text is built once and shared; any other row count is built on the spot.
+    #[test]
+    fn texts_are_kept_per_style_and_power_of_two() {
+        let a = inbound_rows_sql(Placeholders::Anonymous, 8);
+        let b = inbound_rows_sql(Placeholders::Anonymous, 8);
+        assert!(matches!((&a, &b), (Cow::Borrowed(x), Cow::Borrowed(y)) if std::ptr::eq(*x, *y)));
+        assert_ne!(a, inbound_rows_sql(Placeholders::Numbered, 8));
+        assert!(matches!(
+            inbound_rows_sql(Placeholders::Anonymous, 3),
+            Cow::Owned(_)
+        ));
     }
 
     #[test]

@@ -88,7 +88,13 @@ impl SqliteStore {
     }
 }
 
-impl_store!(SqliteStore, sqlx::Sqlite, "sqlite", false);
+impl_store!(
+    SqliteStore,
+    sqlx::Sqlite,
+    "sqlite",
+    false,
+    sql::Placeholders::Anonymous
+);
 
 /// Syncs the write-ahead log that the writer's commits append to without syncing it themselves
 /// (`synchronous=NORMAL`); the writer answers no commit before this ran after it (see

@@ -548,6 +548,8 @@ fn channel(n: usize) -> String {
     format!("19:soak{n}@thread.tacv2")
 }
 
+/// Each command's effects are keyed after its activity's key, which fieldbot builds as channel, activity
+/// id, conversation (the two `(activity, key)` pairs below).
 impl Ctx {
     fn activity(&self, n: usize, text: &str) -> (Value, String) {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
@@ -566,7 +568,7 @@ impl Ctx {
                              "team": { "id": TEAM }, "tenant": { "id": TENANT_ID } },
             "locale": "en-US",
         });
-        (activity, format!("msteams/{conversation}/{id}"))
+        (activity, format!("msteams/{id}/{conversation}"))
     }
 
     /// A lead's Assign click on the status card (the root of its thread).
@@ -596,7 +598,7 @@ impl Ctx {
                              "team": { "id": TEAM }, "tenant": { "id": TENANT_ID } },
             "locale": "en-US",
         });
-        (activity, format!("msteams/{conversation}/{id}"))
+        (activity, format!("msteams/{id}/{conversation}"))
     }
 
     /// Posts an activity until it is accepted, re-delivering the same activity id after a failure or a
