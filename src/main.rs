@@ -9,7 +9,8 @@ use fieldbot::app::Application;
 use fieldbot::config::Settings;
 
 /// The webhook and the queue allocate many short-lived JSON trees; mimalloc's per-thread free lists cut the
-/// allocator's share of CPU that profiling showed with glibc malloc (see README, Performance).
+/// allocator's share of CPU that profiling showed with glibc malloc (see README, Performance). Built with
+/// `no_thp`: where transparent huge pages are on request, its arena otherwise became resident 2 MiB at a time.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -2,6 +2,7 @@
 //! facade, rendered as Prometheus text by `GET /metrics`.
 
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use opentelemetry::trace::TracerProvider as _;
@@ -95,9 +96,32 @@ pub fn metrics_handle() -> Option<PrometheusHandle> {
                 .build_recorder();
             let handle = recorder.handle();
             metrics::set_global_recorder(recorder).ok()?;
+            start_upkeep(handle.clone(), UPKEEP_EVERY);
             Some(handle)
         })
         .clone()
+}
+
+/// How often the recorder folds the histogram samples recorded since into its buckets.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// The recorder keeps every histogram sample until upkeep folds it into the buckets; only the exporter's
+/// own HTTP listener runs upkeep by itself, and `/metrics` is served by the application, so without this
+/// every sample recorded between two scrapes stays in memory: a few bytes per activity, without bound when
+/// nothing scrapes (it was most of the heap in the load benchmark). A thread, not a task: the recorder is
+/// per process and outlives any one runtime.
+fn start_upkeep(handle: PrometheusHandle, every: Duration) {
+    let started = std::thread::Builder::new()
+        .name("fieldbot-metrics".to_owned())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(every);
+                handle.run_upkeep();
+            }
+        });
+    if let Err(e) = started {
+        tracing::warn!(error = %e, "cannot start the metrics upkeep thread; histogram samples are folded at each scrape only");
+    }
 }
 
 #[cfg(test)]
