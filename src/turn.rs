@@ -406,3 +406,26 @@ fn stateless_reply(command: &Command) -> OutboundActivity {
     };
     ANSWERS.get_with(key, || reply_activity(commands::execute(command)))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// The activity id leads, so the keys of new activities (Teams message ids are epoch milliseconds) sort
+    /// after the older ones in the store's unique indexes (migration 0008).
+    #[test]
+    fn an_activity_key_leads_with_the_activity_id() {
+        let activity: Activity = serde_json::from_value(serde_json::json!({
+            "type": "message",
+            "id": "1732270530123",
+            "channelId": "msteams",
+            "conversation": { "id": "19:c0ffee11aa@thread.tacv2;messageid=1732270530123" },
+        }))
+        .unwrap();
+        assert_eq!(
+            activity_key(&activity),
+            "msteams/1732270530123/19:c0ffee11aa@thread.tacv2;messageid=1732270530123"
+        );
+    }
+}
