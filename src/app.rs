@@ -174,6 +174,7 @@ impl Application {
                 poll_interval: Duration::from_millis(jobs.poll_interval_ms.max(10)),
                 dedup_retention: Duration::from_secs(jobs.dedup_retention_hours * 3600),
                 max_throttled: Duration::from_secs(jobs.max_throttled_secs),
+                check_after: Duration::from_secs(jobs.check_after_secs),
             },
         );
         let listener = tokio::net::TcpListener::bind(bind)

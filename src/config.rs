@@ -125,6 +125,9 @@ pub struct JobSettings {
     /// How long after it was queued a job's throttled retries (429 with `Retry-After`) are free; after
     /// that they count as attempts, so an API that never stops throttling dead-letters the job.
     pub max_throttled_secs: u64,
+    /// How long after a mail or draft may have been made (its attempt was cut off or got no answer) the job
+    /// looks it up in the mailbox before making it again.
+    pub check_after_secs: u64,
     pub poll_interval_ms: u64,
     pub dedup_retention_hours: u64,
 }

@@ -10,16 +10,17 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// The header every outbound call made by a job carries.
 pub const HEADER: &str = "x-fieldbot-idempotency-key";
 
 /// Runs (once per job attempt) right before the first call that must not be repeated: a POST without an
-/// idempotency key on the server's side. The worker uses it to note on the job that the call may happen.
+/// idempotency key on the server's side, named by its operation. The worker uses it to note on the job that
+/// the call may happen.
 pub type SendHook = std::sync::Arc<
-    dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync,
+    dyn Fn(&'static str) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync,
 >;
 
 struct CallKeys {
@@ -27,6 +28,7 @@ struct CallKeys {
     counts: Mutex<HashMap<&'static str, u32>>,
     on_send: Option<SendHook>,
     noted: AtomicBool,
+    checking: Arc<AtomicBool>,
 }
 
 tokio::task_local! {
@@ -40,18 +42,50 @@ pub async fn scope<F: Future>(key: &str, f: F) -> F::Output {
 
 /// [`scope`], with a hook run before the first unrepeatable call (see [`before_unrepeatable_send`]).
 pub async fn scope_with_hook<F: Future>(key: &str, on_send: Option<SendHook>, f: F) -> F::Output {
+    scope_checking(key, on_send, false, f).await.0
+}
+
+/// [`scope_with_hook`] for an attempt after one that may have made an unrepeatable call (`checking`): it
+/// was cut off mid-call, or the call got no answer. Each such call is then looked up first where the API
+/// allows it, and made only once it is known not to have happened (see [`checking`]). Also returns
+/// whether the attempt ended still unsure, before any lookup settled it, so that the next one checks too.
+pub async fn scope_checking<F: Future>(
+    key: &str,
+    on_send: Option<SendHook>,
+    checking: bool,
+    f: F,
+) -> (F::Output, bool) {
+    let unsure = Arc::new(AtomicBool::new(checking));
     let keys = CallKeys {
         base: key.to_owned(),
         counts: Mutex::new(HashMap::new()),
         on_send,
         noted: AtomicBool::new(false),
+        checking: Arc::clone(&unsure),
     };
-    CURRENT.scope(keys, f).await
+    let output = CURRENT.scope(keys, f).await;
+    (output, unsure.load(Ordering::SeqCst))
+}
+
+/// Whether the unrepeatable call about to be made may already have been made by an earlier attempt. The
+/// client must then look for it (Graph finds a mail by the key it carries) or refuse to make it (the
+/// Connector cannot look a message up).
+pub fn checking() -> bool {
+    CURRENT
+        .try_with(|keys| keys.checking.load(Ordering::SeqCst))
+        .unwrap_or(false)
+}
+
+/// A lookup found that the call it checked had not been made. Calls are made one after another, so the
+/// earlier attempt stopped at or before this one, and the calls after it need no check.
+pub fn checked_not_made() {
+    let _ = CURRENT.try_with(|keys| keys.checking.store(false, Ordering::SeqCst));
 }
 
 /// The clients call this right before sending a request that must not be repeated (a Connector POST,
-/// Graph sendMail or a draft). An error means the request must not be sent now (nothing happened; retry).
-pub async fn before_unrepeatable_send() -> Result<(), String> {
+/// Graph sendMail or a draft; `op` names it). An error means the request must not be sent now (nothing
+/// happened; retry).
+pub async fn before_unrepeatable_send(op: &'static str) -> Result<(), String> {
     let hook = CURRENT
         .try_with(|keys| {
             if keys.noted.swap(true, Ordering::SeqCst) {
@@ -63,7 +97,7 @@ pub async fn before_unrepeatable_send() -> Result<(), String> {
         .ok()
         .flatten();
     match hook {
-        Some(hook) => hook().await,
+        Some(hook) => hook(op).await,
         None => Ok(()),
     }
 }
@@ -119,12 +153,11 @@ mod tests {
 
     #[tokio::test]
     async fn the_send_hook_runs_once_per_scope_and_not_outside() {
-        use std::sync::Arc;
         use std::sync::atomic::AtomicU32;
         let runs = Arc::new(AtomicU32::new(0));
         let hook: SendHook = {
             let runs = runs.clone();
-            Arc::new(move || {
+            Arc::new(move |_| {
                 let runs = runs.clone();
                 Box::pin(async move {
                     runs.fetch_add(1, Ordering::SeqCst);
@@ -132,16 +165,32 @@ mod tests {
                 })
             })
         };
-        assert_eq!(before_unrepeatable_send().await, Ok(()));
+        assert_eq!(before_unrepeatable_send("send").await, Ok(()));
         scope_with_hook("k", Some(hook.clone()), async {
-            assert_eq!(before_unrepeatable_send().await, Ok(()));
-            assert_eq!(before_unrepeatable_send().await, Ok(()));
+            assert_eq!(before_unrepeatable_send("send").await, Ok(()));
+            assert_eq!(before_unrepeatable_send("send").await, Ok(()));
         })
         .await;
         assert_eq!(runs.load(Ordering::SeqCst), 1);
-        scope_with_hook("k", Some(hook), before_unrepeatable_send())
+        scope_with_hook("k", Some(hook), before_unrepeatable_send("send"))
             .await
             .ok();
         assert_eq!(runs.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_checking_scope_is_unsure_until_a_lookup_settles_it() {
+        assert!(!checking(), "outside a job nothing is checked");
+        let (seen, unsure) = scope_checking("k", None, true, async { checking() }).await;
+        assert!(seen && unsure, "nothing settled it");
+        let (seen, unsure) = scope_checking("k", None, true, async {
+            checked_not_made();
+            checking()
+        })
+        .await;
+        assert!(!seen && !unsure, "a lookup found the call was not made");
+        let (seen, unsure) = scope_checking("k", None, false, async { checking() }).await;
+        assert!(!seen && !unsure);
+        assert!(!scope("k", async { checking() }).await);
     }
 }

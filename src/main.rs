@@ -45,8 +45,8 @@ enum Command {
         #[arg(long)]
         bodies: bool,
     },
-    /// The jobs that need an operator: dead letters and unconfirmed calls (a POST that may have happened,
-    /// held instead of sent twice).
+    /// The jobs that need an operator: dead letters and unconfirmed calls (a Connector POST that may have
+    /// happened, held instead of sent twice; a mail or draft is looked up by its key instead).
     Jobs {
         #[command(subcommand)]
         action: JobsAction,

@@ -418,11 +418,20 @@ impl ConnectorClient {
             request = request.header(CONTENT_TYPE, "application/json").body(body);
         }
         // Every Connector POST creates something and has no server-side idempotency key.
-        if op.method == Method::POST
-            && let Err(e) = crate::idempotency::before_unrepeatable_send().await
-        {
-            record(op, "not_sent", None);
-            return Err(ConnectorError::NotSent(e));
+        if op.method == Method::POST {
+            if crate::idempotency::checking() {
+                // An earlier attempt may have posted it, and the Connector cannot look a message up (no GET
+                // of an activity): hold it for an operator rather than risk posting it twice.
+                record(op, "held", None);
+                return Err(ConnectorError::Unconfirmed(format!(
+                    "an earlier attempt may have made this {} and the Connector cannot look it up",
+                    op.name
+                )));
+            }
+            if let Err(e) = crate::idempotency::before_unrepeatable_send(op.name).await {
+                record(op, "not_sent", None);
+                return Err(ConnectorError::NotSent(e));
+            }
         }
 
         let started = Instant::now();
@@ -1370,6 +1379,38 @@ mod tests {
             "a POST that may have landed must not be re-sent blindly"
         );
         assert!(err.is_retryable(true));
+    }
+
+    /// After an attempt that may have posted, a POST is refused without a request (the Connector has no way
+    /// to look a message up), while a PUT, which repeats safely, still goes.
+    #[tokio::test]
+    async fn a_post_an_earlier_attempt_may_have_made_is_held_not_sent() {
+        let server = MockServer::start().await;
+        Mock::given(method("PUT"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "id": "1" })))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let c = ConnectorClient::new(http(), None, Duration::from_secs(5));
+        let (results, unsure) = crate::idempotency::scope_checking("k", None, true, async {
+            (
+                c.send_to_conversation(&server.uri(), CONV, &activity())
+                    .await,
+                c.update_activity(&server.uri(), CONV, "1", &activity())
+                    .await,
+            )
+        })
+        .await;
+        let err = results.0.unwrap_err();
+        assert!(matches!(err, ConnectorError::Unconfirmed(_)), "{err:?}");
+        assert!(!err.is_retryable(false));
+        results.1.unwrap();
+        assert!(unsure);
+        assert_eq!(
+            server.received_requests().await.unwrap().len(),
+            1,
+            "the PUT only"
+        );
     }
 
     /// A server that sends `head` plus a short body, then hangs up before the promised 100 bytes.

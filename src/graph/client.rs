@@ -59,6 +59,11 @@ const LIMITER_CAPACITY: u64 = 10_000;
 /// its pause.
 const MAX_PAUSE: Duration = Duration::from_secs(3600);
 
+/// The named extended property a job's mail or draft carries its idempotency key in. The GUID is
+/// fieldbot's own property set; it must never change, or mail sent before could not be found.
+pub(super) const KEY_PROPERTY: &str =
+    "String {6f0c9a52-3b1e-4d57-9a8e-2c41f7d05b93} Name FieldbotIdempotencyKey";
+
 const CLIENT_REQUEST_ID: &str = "client-request-id";
 const REQUEST_ID: &str = "request-id";
 const METRIC_REQUESTS: &str = "fieldbot_graph_requests_total";
@@ -99,6 +104,12 @@ const SEND_MAIL: Op = Op {
     template: "/users/{id}/sendMail",
     outlook: true,
 };
+const FIND_MESSAGE: Op = Op {
+    name: "find_message",
+    method: &Method::GET,
+    template: "/users/{id}/messages?$filter={key}",
+    outlook: true,
+};
 const CREATE_EVENT: Op = Op {
     name: "create_event",
     method: &Method::POST,
@@ -134,17 +145,62 @@ pub(super) struct Prepared {
     pub(super) body: Option<Value>,
     /// The user or mailbox the call is about, trimmed and lowercased: the concurrency key.
     pub(super) mailbox: String,
+    /// The call's idempotency key, when a job makes it (see [`crate::idempotency`]).
+    pub(super) key: Option<String>,
 }
 
 impl Prepared {
+    fn new(op: Op, path: String, body: Option<Value>, mailbox: String) -> Self {
+        Self {
+            op,
+            path,
+            body,
+            mailbox,
+            key: crate::idempotency::next_call_key(op.name),
+        }
+    }
+
+    /// A mail or draft carries its key as an extended property, where [`Prepared::find_message`] finds it
+    /// (graph.md §3.2): neither has an idempotency key on Graph's side, so a send that may have happened is
+    /// looked up instead of repeated.
+    fn tagged(message: &Message, key: Option<&str>) -> Result<Value, GraphError> {
+        let mut body = to_json(message)?;
+        if let (Some(key), Some(fields)) = (key, body.as_object_mut()) {
+            fields.insert(
+                "singleValueExtendedProperties".to_owned(),
+                json!([{ "id": KEY_PROPERTY, "value": key }]),
+            );
+        }
+        Ok(body)
+    }
+
+    /// `GET /users/{mailbox}/messages` filtered on the key property: the mail or draft a job's call with
+    /// `key` made, in any folder (Drafts, Sent Items).
+    pub(super) fn find_message(mailbox: &str, key: &str) -> Result<Self, GraphError> {
+        let (segment, mailbox) = user_segment(mailbox)?;
+        let filter = format!(
+            "singleValueExtendedProperties/Any(ep: ep/id eq '{KEY_PROPERTY}' and ep/value eq '{}')",
+            key.replace('\'', "''")
+        );
+        Ok(Self::new(
+            FIND_MESSAGE,
+            format!(
+                "/users/{segment}/messages?$filter={}&$select=id,webLink,isDraft&$top=1",
+                utf8_percent_encode(&filter, ID_COMPONENT)
+            ),
+            None,
+            mailbox,
+        ))
+    }
+
     pub(super) fn get_user(id_or_upn: &str) -> Result<Self, GraphError> {
         let (segment, mailbox) = user_segment(id_or_upn)?;
-        Ok(Self {
-            op: GET_USER,
-            path: format!("/users/{segment}?$select={USER_SELECT}"),
-            body: None,
+        Ok(Self::new(
+            GET_USER,
+            format!("/users/{segment}?$select={USER_SELECT}"),
+            None,
             mailbox,
-        })
+        ))
     }
 
     pub(super) fn get_schedule(
@@ -152,42 +208,49 @@ impl Prepared {
         req: &GetScheduleRequest,
     ) -> Result<Self, GraphError> {
         let (segment, mailbox) = user_segment(mailbox)?;
-        Ok(Self {
-            op: GET_SCHEDULE,
-            path: format!("/users/{segment}/calendar/getSchedule"),
-            body: Some(to_json(req)?),
+        Ok(Self::new(
+            GET_SCHEDULE,
+            format!("/users/{segment}/calendar/getSchedule"),
+            Some(to_json(req)?),
             mailbox,
-        })
+        ))
     }
 
     pub(super) fn create_draft(mailbox: &str, message: &Message) -> Result<Self, GraphError> {
         let (segment, mailbox) = user_segment(mailbox)?;
-        Ok(Self {
-            op: CREATE_DRAFT,
-            path: format!("/users/{segment}/messages"),
-            body: Some(to_json(message)?),
+        let mut call = Self::new(
+            CREATE_DRAFT,
+            format!("/users/{segment}/messages"),
+            None,
             mailbox,
-        })
+        );
+        call.body = Some(Self::tagged(message, call.key.as_deref())?);
+        Ok(call)
     }
 
     pub(super) fn send_mail(sender: &str, message: &Message) -> Result<Self, GraphError> {
         let (segment, mailbox) = user_segment(sender)?;
-        Ok(Self {
-            op: SEND_MAIL,
-            path: format!("/users/{segment}/sendMail"),
-            body: Some(json!({ "message": to_json(message)?, "saveToSentItems": true })),
+        let mut call = Self::new(
+            SEND_MAIL,
+            format!("/users/{segment}/sendMail"),
+            None,
             mailbox,
-        })
+        );
+        call.body = Some(json!({
+            "message": Self::tagged(message, call.key.as_deref())?,
+            "saveToSentItems": true
+        }));
+        Ok(call)
     }
 
     pub(super) fn create_event(organizer: &str, event: &Event) -> Result<Self, GraphError> {
         let (segment, mailbox) = user_segment(organizer)?;
-        Ok(Self {
-            op: CREATE_EVENT,
-            path: format!("/users/{segment}/events"),
-            body: Some(to_json(event)?),
+        Ok(Self::new(
+            CREATE_EVENT,
+            format!("/users/{segment}/events"),
+            Some(to_json(event)?),
             mailbox,
-        })
+        ))
     }
 
     pub(super) fn update_event(
@@ -201,22 +264,22 @@ impl Prepared {
                 "an event patch must be a JSON object".to_owned(),
             ));
         }
-        Ok(Self {
-            op: UPDATE_EVENT,
-            path: format!("/users/{segment}/events/{}", item_segment(event_id)?),
-            body: Some(patch.clone()),
+        Ok(Self::new(
+            UPDATE_EVENT,
+            format!("/users/{segment}/events/{}", item_segment(event_id)?),
+            Some(patch.clone()),
             mailbox,
-        })
+        ))
     }
 
     pub(super) fn get_mailbox_settings(user: &str) -> Result<Self, GraphError> {
         let (segment, mailbox) = user_segment(user)?;
-        Ok(Self {
-            op: GET_MAILBOX_SETTINGS,
-            path: format!("/users/{segment}/mailboxSettings"),
-            body: None,
+        Ok(Self::new(
+            GET_MAILBOX_SETTINGS,
+            format!("/users/{segment}/mailboxSettings"),
+            None,
             mailbox,
-        })
+        ))
     }
 
     pub(super) fn check_member_groups(
@@ -230,12 +293,12 @@ impl Prepared {
                 group_ids.len()
             )));
         }
-        Ok(Self {
-            op: CHECK_MEMBER_GROUPS,
-            path: format!("/users/{segment}/checkMemberGroups"),
-            body: Some(json!({ "groupIds": group_ids })),
+        Ok(Self::new(
+            CHECK_MEMBER_GROUPS,
+            format!("/users/{segment}/checkMemberGroups"),
+            Some(json!({ "groupIds": group_ids })),
             mailbox,
-        })
+        ))
     }
 }
 
@@ -373,6 +436,39 @@ impl GraphClient {
             .and_upsert_with(|current| current.map_or(until, |c| (*c.value()).max(until)));
     }
 
+    /// When an earlier attempt of the job may have made `call` (a mail or a draft), the message it made, if
+    /// Graph has it. `None` also when no check is needed; when the lookup finds nothing, the call is known
+    /// not to have been made and the scope stops checking.
+    async fn made_before(
+        &self,
+        mailbox: &str,
+        call: &Prepared,
+    ) -> Result<Option<CreatedMessage>, GraphError> {
+        let Some(key) = call
+            .key
+            .as_deref()
+            .filter(|_| crate::idempotency::checking())
+        else {
+            return Ok(None);
+        };
+        let lookup = Prepared::find_message(mailbox, key)?;
+        let found: ValueList<CreatedMessage> = decode(&self.execute(&lookup).await?)?;
+        match found.value.into_iter().next() {
+            Some(made) => {
+                tracing::info!(
+                    op = call.op.name,
+                    key,
+                    "an earlier attempt's call was found; not made again"
+                );
+                Ok(Some(made))
+            }
+            None => {
+                crate::idempotency::checked_not_made();
+                Ok(None)
+            }
+        }
+    }
+
     /// One attempt; returns the body of a 2xx answer, or the classified failure.
     #[tracing::instrument(
         name = "graph_call",
@@ -437,7 +533,7 @@ impl GraphClient {
             .header(AUTHORIZATION, bearer)
             .header(ACCEPT, "application/json")
             .header(CLIENT_REQUEST_ID, client_request_id.as_str());
-        if let Some(key) = crate::idempotency::next_call_key(op.name) {
+        if let Some(key) = &call.key {
             request = request.header(crate::idempotency::HEADER, key);
         }
         if let Some(body) = &call.body {
@@ -445,7 +541,7 @@ impl GraphClient {
         }
         // Creating a draft or sending mail has no server-side idempotency key: a repeat would duplicate it.
         if matches!(op.name, "create_draft" | "send_mail")
-            && let Err(e) = crate::idempotency::before_unrepeatable_send().await
+            && let Err(e) = crate::idempotency::before_unrepeatable_send(op.name).await
         {
             record(op, "not_sent", None);
             return Err(GraphError::NotSent(e));
@@ -559,11 +655,17 @@ impl GraphApi for GraphClient {
         message: &Message,
     ) -> Result<CreatedMessage, GraphError> {
         let call = Prepared::create_draft(mailbox, message)?;
+        if let Some(made) = self.made_before(mailbox, &call).await? {
+            return Ok(made);
+        }
         decode(&self.execute(&call).await?)
     }
 
     async fn send_mail(&self, sender: &str, message: &Message) -> Result<(), GraphError> {
         let call = Prepared::send_mail(sender, message)?;
+        if self.made_before(sender, &call).await?.is_some() {
+            return Ok(());
+        }
         // 202 with no body: accepted for delivery, nothing to decode.
         self.execute(&call).await.map(drop)
     }
@@ -893,11 +995,26 @@ mod tests {
     fn request_components() -> Value {
         let mut components = openapi()["components"].clone();
         for schema in components["schemas"].as_object_mut().unwrap().values_mut() {
+            let omitted = schema["x-omitted-navigation-properties"].clone();
             let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) else {
                 continue;
             };
             for key in SERVER_SET {
                 props.remove(*key);
+            }
+            // The subset leaves navigation properties out; a message may be created with its extended
+            // properties inline (graph.md §3.2), which is how fieldbot tags mail with its key.
+            let omitted = omitted.as_array();
+            if omitted.is_some_and(|o| o.contains(&json!("singleValueExtendedProperties"))) {
+                props.insert(
+                    "singleValueExtendedProperties".to_owned(),
+                    json!({ "type": "array", "items": {
+                        "type": "object",
+                        "properties": { "id": { "type": "string" }, "value": { "type": "string" } },
+                        "required": ["id", "value"],
+                        "additionalProperties": false
+                    }}),
+                );
             }
             schema["additionalProperties"] = json!(false);
         }
@@ -1134,6 +1251,124 @@ mod tests {
             })
             .collect();
         assert_eq!(keys, [Some("fta:1:mail#send_mail"), None]);
+    }
+
+    /// Mounts the mailbox search by key: it finds a message when `found`.
+    async fn mount_find(server: &MockServer, key: &str, found: bool) {
+        let value = if found {
+            json!([{ "id": "AAMkAD-sent", "isDraft": false, "webLink": "https://outlook.office365.com/owa/?ItemID=AAMkAD-sent" }])
+        } else {
+            json!([])
+        };
+        Mock::given(method("GET"))
+            .and(path(graph_path(&format!("/users/{FM_ENC}/messages"))))
+            .and(query_param(
+                "$filter",
+                format!("singleValueExtendedProperties/Any(ep: ep/id eq '{KEY_PROPERTY}' and ep/value eq '{key}')"),
+            ))
+            .and(query_param("$select", "id,webLink,isDraft"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "value": value })))
+            .expect(1)
+            .mount(server)
+            .await;
+    }
+
+    async fn mount_send_mail(server: &MockServer, times: u64) {
+        Mock::given(method("POST"))
+            .and(path(graph_path(&format!("/users/{FM_ENC}/sendMail"))))
+            .respond_with(ResponseTemplate::new(202))
+            .expect(times)
+            .mount(server)
+            .await;
+    }
+
+    #[tokio::test]
+    async fn a_jobs_mail_carries_its_key_where_graph_can_find_it() {
+        let (server, client) = setup().await;
+        mount_send_mail(&server, 1).await;
+        crate::idempotency::scope("fta:1:mail", client.send_mail(FM, &testkit::message()))
+            .await
+            .unwrap();
+        let body = graph_requests(&server).await[0]
+            .body_json::<Value>()
+            .unwrap();
+        assert_eq!(
+            body["message"]["singleValueExtendedProperties"],
+            json!([{ "id": KEY_PROPERTY, "value": "fta:1:mail#send_mail" }])
+        );
+        assert_valid(&request_body_validator("/users/{user-id}/sendMail"), &body);
+    }
+
+    #[tokio::test]
+    async fn a_mail_an_earlier_attempt_sent_is_found_and_not_sent_again() {
+        let (server, client) = setup().await;
+        mount_find(&server, "fta:1:mail#send_mail", true).await;
+        mount_send_mail(&server, 0).await;
+        let (sent, unsure) = crate::idempotency::scope_checking(
+            "fta:1:mail",
+            None,
+            true,
+            client.send_mail(FM, &testkit::message()),
+        )
+        .await;
+        sent.unwrap();
+        assert!(unsure, "the calls after it may have been made too");
+    }
+
+    #[tokio::test]
+    async fn a_mail_not_found_is_sent_once_and_the_calls_after_it_are_not_checked() {
+        let (server, client) = setup().await;
+        mount_find(&server, "fta:1:mail#send_mail", false).await;
+        mount_send_mail(&server, 1).await;
+        let (sent, unsure) = crate::idempotency::scope_checking(
+            "fta:1:mail",
+            None,
+            true,
+            client.send_mail(FM, &testkit::message()),
+        )
+        .await;
+        sent.unwrap();
+        assert!(!unsure);
+    }
+
+    #[tokio::test]
+    async fn a_draft_an_earlier_attempt_saved_is_returned_as_made() {
+        let (server, client) = setup().await;
+        mount_find(&server, "invite:7#create_draft", true).await;
+        let (made, _) = crate::idempotency::scope_checking(
+            "invite:7",
+            None,
+            true,
+            client.create_draft(FM, &testkit::message()),
+        )
+        .await;
+        let made = made.unwrap();
+        assert_eq!(made.id, "AAMkAD-sent");
+        assert!(made.web_link.unwrap().contains("AAMkAD-sent"));
+        assert_eq!(
+            graph_requests(&server).await.len(),
+            1,
+            "no draft was created"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_lookup_sends_nothing_and_stays_unsure() {
+        let (server, client) = setup().await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(503))
+            .mount(&server)
+            .await;
+        mount_send_mail(&server, 0).await;
+        let (sent, unsure) = crate::idempotency::scope_checking(
+            "fta:1:mail",
+            None,
+            true,
+            client.send_mail(FM, &testkit::message()),
+        )
+        .await;
+        assert!(sent.is_err());
+        assert!(unsure);
     }
 
     #[tokio::test]

@@ -102,6 +102,20 @@ impl DryRunGraph {
             .await;
     }
 
+    /// The lookup the live client makes before a mail or draft an earlier attempt may have made. A dry run
+    /// never made one, so it is not found.
+    async fn look_up(&self, mailbox: &str, call: &Prepared) -> Result<(), GraphError> {
+        if let Some(key) = call
+            .key
+            .as_deref()
+            .filter(|_| crate::idempotency::checking())
+        {
+            self.record(Prepared::find_message(mailbox, key)?).await;
+            crate::idempotency::checked_not_made();
+        }
+        Ok(())
+    }
+
     /// The path and query reqwest would put on the wire: the same URL parsing the live client goes
     /// through.
     fn full_path(&self, relative: &str) -> String {
@@ -146,7 +160,9 @@ impl GraphApi for DryRunGraph {
         mailbox: &str,
         message: &Message,
     ) -> Result<CreatedMessage, GraphError> {
-        self.record(Prepared::create_draft(mailbox, message)?).await;
+        let call = Prepared::create_draft(mailbox, message)?;
+        self.look_up(mailbox, &call).await?;
+        self.record(call).await;
         Ok(CreatedMessage {
             id: dry_run_id(),
             web_link: Some(DRAFT_LINK.to_owned()),
@@ -154,7 +170,9 @@ impl GraphApi for DryRunGraph {
     }
 
     async fn send_mail(&self, sender: &str, message: &Message) -> Result<(), GraphError> {
-        self.record(Prepared::send_mail(sender, message)?).await;
+        let call = Prepared::send_mail(sender, message)?;
+        self.look_up(sender, &call).await?;
+        self.record(call).await;
         Ok(())
     }
 

@@ -20,6 +20,13 @@ pub use types::{
     WorkingHours,
 };
 
+/// Whether an unrepeatable call named `op` (by [`crate::idempotency::before_unrepeatable_send`]) can be
+/// looked up afterwards: a mail or a draft carries its key where [`GraphApi::create_draft`] and
+/// [`GraphApi::send_mail`] look for it when an earlier attempt may have made it.
+pub fn can_look_up(op: &str) -> bool {
+    matches!(op, "create_draft" | "send_mail")
+}
+
 /// The Graph calls fieldbot makes. Mailbox arguments take an object id or a UPN / SMTP address.
 ///
 /// Every method makes at most one request. Which failures are worth retrying is for the caller to decide
@@ -38,7 +45,9 @@ pub trait GraphApi: Send + Sync + 'static {
         req: &GetScheduleRequest,
     ) -> Result<Vec<ScheduleInformation>, GraphError>;
 
-    /// `POST /users/{mailbox}/messages`: saves a draft in the mailbox's Drafts folder.
+    /// `POST /users/{mailbox}/messages`: saves a draft in the mailbox's Drafts folder. When an earlier
+    /// attempt of the job may have saved it ([`crate::idempotency::checking`]), the draft is looked up by
+    /// its key first and returned if found.
     async fn create_draft(
         &self,
         mailbox: &str,
@@ -46,7 +55,8 @@ pub trait GraphApi: Send + Sync + 'static {
     ) -> Result<CreatedMessage, GraphError>;
 
     /// `POST /users/{sender}/sendMail` with `saveToSentItems: true`. Success (202) means accepted, not
-    /// delivered: bad recipients come back later as NDRs in the sender's inbox.
+    /// delivered: bad recipients come back later as NDRs in the sender's inbox. Looked up first like
+    /// [`GraphApi::create_draft`].
     async fn send_mail(&self, sender: &str, message: &Message) -> Result<(), GraphError>;
 
     /// `POST /users/{organizer}/events`. Invitations go out at once. With `is_online_meeting` set, check

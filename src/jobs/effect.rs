@@ -363,17 +363,21 @@ impl Effect {
     /// Performs the effect once. `key` is the job's idempotency key, the base of its follow-ups' keys and of
     /// the `x-fieldbot-idempotency-key` header on every call it makes.
     pub async fn perform(&self, ctx: &EffectContext, key: &str) -> EffectOutcome {
-        self.perform_noting(ctx, key, None).await
+        self.perform_noting(ctx, key, None, false).await.0
     }
 
-    /// [`Effect::perform`], running `on_send` before the first call that must not be repeated.
+    /// [`Effect::perform`], running `on_send` before the first call that must not be repeated, and looking
+    /// those calls up first when `checking` (see [`crate::idempotency::scope_checking`], which says what the
+    /// returned flag means).
     pub async fn perform_noting(
         &self,
         ctx: &EffectContext,
         key: &str,
         on_send: Option<crate::idempotency::SendHook>,
-    ) -> EffectOutcome {
-        crate::idempotency::scope_with_hook(key, on_send, self.perform_calls(ctx, key)).await
+        checking: bool,
+    ) -> (EffectOutcome, bool) {
+        crate::idempotency::scope_checking(key, on_send, checking, self.perform_calls(ctx, key))
+            .await
     }
 
     async fn perform_calls(&self, ctx: &EffectContext, key: &str) -> EffectOutcome {

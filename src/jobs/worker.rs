@@ -13,6 +13,7 @@ use super::effect::{Effect, EffectContext, EffectError, EffectOutcome, base_conv
 use crate::botframework::connector::ConnectorError;
 use crate::botframework::retry::RetryPolicy;
 use crate::clock::{Clock, millis};
+use crate::graph::GraphError;
 use crate::store::{BirthClaim, ChainNext, Job, JobStatus, NewJob, Store, StoreError};
 
 /// Jobs one slot runs in a row by taking over the next job of their chain.
@@ -27,6 +28,9 @@ pub struct WorkerSettings {
     pub dedup_retention: Duration,
     /// How long after it was queued a job's throttled retries do not use up attempts.
     pub max_throttled: Duration,
+    /// How long after a mail or draft that may have been made its job looks it up: Exchange files a sent
+    /// mail in Sent Items a little after accepting it.
+    pub check_after: Duration,
 }
 
 #[derive(Clone)]
@@ -343,21 +347,27 @@ impl Worker {
                 .await;
             return None;
         }
-        if super::in_flight::cut_off_mid_call(&job) {
-            let text =
-                "the attempt before was cut off after starting a call that must not be repeated";
-            tracing::warn!(
-                error = text,
-                "a non-idempotent call may have happened; not re-sending it"
+        if let Some(op) = super::in_flight::cut_off_mid_call(&job) {
+            let text = format!(
+                "the attempt before was cut off after starting {op}, a call that must not be repeated"
             );
-            self.finish(&job, JobStatus::Unconfirmed, text).await;
+            if crate::graph::can_look_up(op) {
+                self.check_later(&job, &text).await;
+            } else {
+                tracing::warn!(
+                    error = text,
+                    "a non-idempotent call may have happened; not re-sending it"
+                );
+                self.finish(&job, JobStatus::Unconfirmed, &text).await;
+            }
             return None;
         }
+        let checking = super::in_flight::to_check(&job);
         let on_send =
             super::in_flight::hook(self.store.clone(), job.id, self.id.clone(), job.attempts);
         let started = Instant::now();
-        let outcome = effect
-            .perform_noting(&self.ctx, &job.idempotency_key, Some(on_send))
+        let (outcome, unsure) = effect
+            .perform_noting(&self.ctx, &job.idempotency_key, Some(on_send), checking)
             .await;
         metrics::histogram!("fieldbot_job_duration_seconds", "kind" => job.kind.clone())
             .record(started.elapsed().as_secs_f64());
@@ -406,7 +416,7 @@ impl Worker {
                     Err(e) => {
                         // The effect happened but its outcome could not be recorded: run it again later
                         // (every effect is idempotent or keyed).
-                        self.handle_failure(&job, EffectError::Store(e), true, None)
+                        self.handle_failure(&job, EffectError::Store(e), true, None, unsure)
                             .await
                     }
                 }
@@ -416,21 +426,53 @@ impl Worker {
                 idempotent,
                 conversation_id,
             } => {
-                self.handle_failure(&job, error, idempotent, conversation_id.as_deref())
+                self.handle_failure(&job, error, idempotent, conversation_id.as_deref(), unsure)
                     .await
             }
         }
         None
     }
 
+    /// Queues `job` to look up, after [`WorkerSettings::check_after`], whether the mail or draft an attempt
+    /// may have made exists, and to make it only if it does not.
+    async fn check_later(&self, job: &Job, why: &str) {
+        let now = self.clock.now();
+        tracing::info!(
+            error = why,
+            "a mail or draft may have been made; it will be looked up before sending again"
+        );
+        metrics::counter!("fieldbot_jobs_retried_total", "kind" => job.kind.clone()).increment(1);
+        let text = format!("{}{why}", super::in_flight::TO_CHECK);
+        if let Err(e) = self
+            .store
+            .retry_job(
+                job.id,
+                &self.id,
+                now + millis(self.settings.check_after),
+                &text,
+                now,
+            )
+            .await
+        {
+            tracing::error!(error = %e, "rescheduling a job to be looked up failed");
+        }
+    }
+
+    /// `unsure`: the attempt was checking for an earlier attempt's call and ended before finding out
+    /// whether it was made; the next attempt must check too, so the mark stays on the job.
     async fn handle_failure(
         &self,
         job: &Job,
         error: EffectError,
         idempotent: bool,
         conversation_id: Option<&str>,
+        unsure: bool,
     ) {
-        let text = error.to_string();
+        let text = if unsure {
+            format!("{}{error}", super::in_flight::TO_CHECK)
+        } else {
+            error.to_string()
+        };
         if error.is_throttled() {
             metrics::counter!("fieldbot_throttled_total", "api" => error.api()).increment(1);
         }
@@ -460,7 +502,13 @@ impl Worker {
             self.finish(job, JobStatus::Dead, &text).await;
             return;
         }
+        if matches!(error, EffectError::Graph(GraphError::Unconfirmed(_))) && !idempotent {
+            // A mail or draft without an answer (the only unrepeatable Graph calls) can be looked up.
+            self.check_later(job, &error.to_string()).await;
+            return;
+        }
         if error.is_unconfirmed() && !idempotent {
+            let text = error.to_string();
             tracing::warn!(error = %text, "a non-idempotent call may have happened; not re-sending it");
             self.finish(job, JobStatus::Unconfirmed, &text).await;
             return;

@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
-use wiremock::{Mock, ResponseTemplate};
+use wiremock::{Mock, Request, Respond, ResponseTemplate};
 
 use crate::helpers::*;
 
@@ -775,7 +775,7 @@ async fn a_status_card_clicked_while_its_post_is_still_in_flight_is_updated() {
             .note_job_sending(
                 post.id,
                 "doomed-replica",
-                "in flight: attempt 2 sent a call that must not be repeated"
+                "in flight: attempt 2 sent create_channel_thread, a call that must not be repeated"
             )
             .await
             .unwrap()
@@ -798,4 +798,212 @@ async fn a_status_card_clicked_while_its_post_is_still_in_flight_is_updated() {
         "the refused post only: the cut-off one is not sent again"
     );
     assert_eq!(card_updates(&app).await, 1, "the card shows the assignment");
+}
+
+/// The sender's mailbox as Graph keeps it: a sent mail is filed with the key it carries, and the search by
+/// that key finds it. `first` decides how the first `sendMail` goes.
+struct Mailbox {
+    sent: std::sync::Mutex<Vec<String>>,
+    first: std::sync::Mutex<Option<FirstMail>>,
+}
+
+#[derive(Clone, Copy)]
+enum FirstMail {
+    /// Refused with a 503: not sent.
+    Refused,
+    /// Sent, but answered after the client gave up.
+    AnsweredLate,
+}
+
+fn mail_key(req: &Request) -> String {
+    let body: Value = serde_json::from_slice(&req.body).unwrap();
+    body["message"]["singleValueExtendedProperties"][0]["value"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a job's mail carries its key: {body}"))
+        .to_owned()
+}
+
+impl Respond for Mailbox {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        if req.method.as_str() == "GET" {
+            let filter = req
+                .url
+                .query_pairs()
+                .find(|(k, _)| k == "$filter")
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default();
+            let key = filter
+                .split_once("ep/value eq '")
+                .and_then(|(_, rest)| rest.strip_suffix("')"))
+                .unwrap_or_else(|| panic!("a search by key: {filter}"));
+            let found = self.sent.lock().unwrap().iter().any(|k| k == key);
+            let value = if found {
+                json!([{ "id": "AAMkAD-sent", "isDraft": false }])
+            } else {
+                json!([])
+            };
+            return ResponseTemplate::new(200).set_body_json(json!({ "value": value }));
+        }
+        match self.first.lock().unwrap().take() {
+            Some(FirstMail::Refused) => ResponseTemplate::new(503),
+            Some(FirstMail::AnsweredLate) => {
+                self.sent.lock().unwrap().push(mail_key(req));
+                ResponseTemplate::new(202).set_delay(std::time::Duration::from_secs(4))
+            }
+            None => {
+                self.sent.lock().unwrap().push(mail_key(req));
+                ResponseTemplate::new(202)
+            }
+        }
+    }
+}
+
+async fn mount_mailbox(app: &TestApp, first: FirstMail) -> std::sync::Arc<Mailbox> {
+    let mailbox = std::sync::Arc::new(Mailbox {
+        sent: Default::default(),
+        first: std::sync::Mutex::new(Some(first)),
+    });
+    let sender = SENDER.replace('@', "%40");
+    for (verb, route) in [("POST", "sendMail"), ("GET", "messages")] {
+        Mock::given(method(verb))
+            .and(path(format!("/graph/users/{sender}/{route}")))
+            .respond_with(ArcResponder(mailbox.clone()))
+            .with_priority(1)
+            .mount(&app.identity)
+            .await;
+    }
+    mailbox
+}
+
+struct ArcResponder(std::sync::Arc<Mailbox>);
+
+impl Respond for ArcResponder {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        self.0.respond(req)
+    }
+}
+
+/// Every mail the sender sent, each exactly once.
+fn sent_once(mailbox: &Mailbox) -> Vec<String> {
+    let sent = mailbox.sent.lock().unwrap().clone();
+    let mut unique = sent.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), sent.len(), "a mail was sent twice: {sent:?}");
+    sent
+}
+
+async fn jobs_held_or_dead(app: &TestApp) -> usize {
+    let mut n = 0;
+    for status in [
+        fieldbot::store::JobStatus::Unconfirmed,
+        fieldbot::store::JobStatus::Dead,
+    ] {
+        n += app.store.jobs_with_status(status, 100).await.unwrap().len();
+    }
+    n
+}
+
+/// A mail that Graph took but answered too late for the client may have been sent: it is not sent blindly
+/// again, nor held for an operator. The job looks it up by its key a while later, finds it, and is done.
+#[tokio::test]
+async fn a_mail_answered_too_late_is_looked_up_and_not_sent_again() {
+    let app = fta_app().await;
+    let mailbox = mount_mailbox(&app, FirstMail::AnsweredLate).await;
+    submit(&app).await;
+    let first = sent_once(&mailbox);
+    assert!(!first.is_empty());
+    let waiting = app
+        .store
+        .jobs_with_status(fieldbot::store::JobStatus::Pending, 100)
+        .await
+        .unwrap();
+    assert!(
+        waiting.iter().any(|j| j
+            .last_error
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with("to be looked up before sending again: ")),
+        "{waiting:?}"
+    );
+
+    app.clock.advance(std::time::Duration::from_secs(
+        app.settings.jobs.check_after_secs + 1,
+    ));
+    app.run_pending_jobs().await;
+    let searches = app
+        .graph_requests()
+        .await
+        .into_iter()
+        .filter(|r| r.method.as_str() == "GET" && r.url.path().ends_with("/messages"))
+        .count();
+    assert_eq!(searches, 1, "the one unsure mail was looked up");
+    // The flow goes on (the leads' mail follows), and no mail went twice.
+    assert!(sent_once(&mailbox).starts_with(&first));
+    assert_eq!(jobs_held_or_dead(&app).await, 0);
+}
+
+/// A replica killed with a mail's request on its way: the mail never reached Graph. The job taking over
+/// looks the mail up once Exchange would have filed it, does not find it, and sends it, once.
+#[tokio::test]
+async fn a_mail_cut_off_by_a_crash_is_looked_up_and_sent_when_not_found() {
+    let app = fta_app().await;
+    let mailbox = mount_mailbox(&app, FirstMail::Refused).await;
+    submit(&app).await;
+    let before = sent_once(&mailbox);
+
+    // A replica about to die takes the refused mail's retry, notes it is sending, and dies.
+    app.clock.advance(std::time::Duration::from_secs(600));
+    let now = app.clock.now();
+    let claimed = app
+        .store
+        .claim_jobs("doomed-replica", now, now + 60_000, 10)
+        .await
+        .unwrap();
+    let mail = claimed
+        .iter()
+        .find(|j| j.kind == "fta_email")
+        .unwrap_or_else(|| panic!("the refused mail is due again: {claimed:?}"));
+    let note = format!(
+        "in flight: attempt {} sent send_mail, a call that must not be repeated",
+        mail.attempts
+    );
+    assert!(
+        app.store
+            .note_job_sending(mail.id, "doomed-replica", &note)
+            .await
+            .unwrap()
+    );
+
+    // The lease runs out: the job is not sent at once, nor held, but queued to be looked up.
+    app.clock.advance(std::time::Duration::from_secs(120));
+    app.run_pending_jobs().await;
+    assert_eq!(sent_once(&mailbox), before);
+    let job = app
+        .store
+        .job_by_key(&mail.idempotency_key)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(job.status, fieldbot::store::JobStatus::Pending);
+    assert!(
+        job.last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("cut off after starting send_mail"),
+        "{job:?}"
+    );
+
+    app.clock.advance(std::time::Duration::from_secs(
+        app.settings.jobs.check_after_secs + 1,
+    ));
+    app.run_pending_jobs().await;
+    let mine = |keys: &[String]| {
+        keys.iter()
+            .filter(|k| k.starts_with(&format!("{}#", mail.idempotency_key)))
+            .count()
+    };
+    assert_eq!(mine(&before), 0);
+    assert_eq!(mine(&sent_once(&mailbox)), 1, "sent once, after the lookup");
+    assert_eq!(jobs_held_or_dead(&app).await, 0);
 }

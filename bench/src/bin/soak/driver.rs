@@ -223,6 +223,11 @@ impl Report {
         );
         row(
             &mut out,
+            "mail looked up by key after an unsure send (found)",
+            format!("{} ({})", f.mail_searches, f.mail_found),
+        );
+        row(
+            &mut out,
             "SIGKILLs (each + restart)",
             self.kills.to_string(),
         );
@@ -374,7 +379,7 @@ impl Cluster {
                 c.env_remove(key);
             }
         }
-        let env: [(&str, String); 24] = [
+        let env: [(&str, String); 25] = [
             ("FIELDBOT__BOT__APP_ID", APP_ID.into()),
             ("FIELDBOT__BOT__APP_PASSWORD", "soak-app-password".into()),
             ("FIELDBOT__BOT__TENANT_ID", TENANT_ID.into()),
@@ -396,6 +401,8 @@ impl Cluster {
             ("FIELDBOT__JOBS__BACKOFF_MAX_SECS", "2".into()),
             ("FIELDBOT__JOBS__MAX_RETRY_AFTER_SECS", "2".into()),
             ("FIELDBOT__JOBS__POLL_INTERVAL_MS", "200".into()),
+            // The fake files a mail at once; Exchange takes a moment (the default is a minute).
+            ("FIELDBOT__JOBS__CHECK_AFTER_SECS", "2".into()),
             ("FIELDBOT__FASTTRACK__LEADS", LEADS.join(",")),
             (
                 "FIELDBOT__FASTTRACK__MAIL_SENDER",

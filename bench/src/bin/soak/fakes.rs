@@ -15,12 +15,13 @@
 //! This file is shared by `bench/src/bin/soak` and the short soak in fieldbot's test suite
 //! (`tests/api/soak.rs` includes it with `#[path]`), so it uses only tokio, serde_json and std.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use percent_encoding::percent_decode_str;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -91,6 +92,10 @@ pub struct FaultCounts {
     pub stalls: u64,
     pub drops: u64,
     pub refusal_windows: u64,
+    /// Searches of the mailbox by a mail's key (fieldbot checking a send it was unsure of), and how many
+    /// found the mail.
+    pub mail_searches: u64,
+    pub mail_found: u64,
 }
 
 /// One applied mutating request.
@@ -109,6 +114,8 @@ struct Books {
     unkeyed: Vec<String>,
     /// The FTA request id on each status card posted as a new thread, by the post's key.
     thread_request: HashMap<String, (i64, String)>,
+    /// The keys the mails and drafts carry in their extended property, as Graph files them.
+    filed: HashSet<String>,
     faults: FaultCounts,
 }
 
@@ -507,6 +514,14 @@ fn apply(port: &Port, shared: &Shared, req: &HttpRequest) -> Vec<u8> {
                     count: 0,
                 });
                 entry.count += 1;
+                if port.role == Role::Graph
+                    && let Some(tag) = body
+                        .pointer("/message/singleValueExtendedProperties/0/value")
+                        .or_else(|| body.pointer("/singleValueExtendedProperties/0/value"))
+                        .and_then(Value::as_str)
+                {
+                    books.filed.insert(tag.to_owned());
+                }
                 if port.role == Role::Connector
                     && req.path == "/v3/conversations"
                     && let Some(request_id) = find_request_id(&body)
@@ -522,7 +537,7 @@ fn apply(port: &Port, shared: &Shared, req: &HttpRequest) -> Vec<u8> {
     let (status, answer) = match port.role {
         Role::Identity => identity_answer(shared, port, req),
         Role::Connector => connector_answer(req, &body, id),
-        Role::Graph => graph_answer(req, id),
+        Role::Graph => graph_answer(shared, req, id),
     };
     let body = if answer.is_null() {
         Vec::new()
@@ -575,8 +590,40 @@ fn connector_answer(req: &HttpRequest, body: &Value, id: u64) -> (u16, Value) {
     }
 }
 
-fn graph_answer(req: &HttpRequest, id: u64) -> (u16, Value) {
+fn graph_answer(shared: &Shared, req: &HttpRequest, id: u64) -> (u16, Value) {
     let path = req.path.as_str();
+    if req.method == "GET"
+        && let Some((_, query)) = path.split_once("/messages?")
+    {
+        // The search by key: `$filter=singleValueExtendedProperties/Any(ep: … and ep/value eq '<key>')`.
+        let filter = query
+            .split('&')
+            .find_map(|p| p.strip_prefix("$filter="))
+            .map(|f| percent_decode_str(f).decode_utf8_lossy().into_owned())
+            .unwrap_or_default();
+        let Some(key) = filter
+            .split_once("ep/value eq '")
+            .and_then(|(_, rest)| rest.strip_suffix("')"))
+            .map(|k| k.replace("''", "'"))
+        else {
+            return (
+                400,
+                json!({ "error": { "code": "BadRequest", "message": filter } }),
+            );
+        };
+        let mut books = lock(&shared.books);
+        books.faults.mail_searches += 1;
+        let found = books.filed.contains(&key);
+        if found {
+            books.faults.mail_found += 1;
+        }
+        let value = if found {
+            json!([{ "id": format!("filed-{id}"), "isDraft": false }])
+        } else {
+            json!([])
+        };
+        return (200, json!({ "value": value }));
+    }
     if req.method == "GET" && path.starts_with("/v1.0/users/") {
         let who = path
             .trim_start_matches("/v1.0/users/")
