@@ -93,6 +93,14 @@ enum JobsAction {
     /// Queue a held job to run again now, with fresh attempts. For an unconfirmed call, first check that
     /// it did not happen (the message is not in the conversation, the mail is not in Sent Items).
     Requeue { id: i64 },
+    /// Close an unconfirmed job without running it again, once you have checked that its call happened
+    /// (the message is in the conversation). It then leaves the list.
+    Close {
+        id: i64,
+        /// What you checked, kept on the job.
+        #[arg(long, default_value = "checked by an operator: the call happened")]
+        note: String,
+    },
 }
 
 #[tokio::main]
@@ -220,6 +228,13 @@ async fn jobs(settings: &Settings, action: JobsAction) -> anyhow::Result<()> {
             println!(
                 "job {id} queued again; a running fieldbot picks it up within its poll interval"
             );
+        }
+        JobsAction::Close { id, note } => {
+            let now = fieldbot::clock::Clock::system().now();
+            if !store.close_job(id, now, &format!("closed: {note}")).await? {
+                anyhow::bail!("job {id} is not unconfirmed (or does not exist)");
+            }
+            println!("job {id} closed as done; it will not be sent");
         }
     }
     Ok(())

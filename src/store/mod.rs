@@ -571,6 +571,10 @@ pub trait Store: Send + Sync + 'static {
     /// Puts a dead or unconfirmed job back in the queue (an operator's reconcile decision).
     async fn requeue_job(&self, id: i64, now: Millis) -> Result<bool, StoreError>;
 
+    /// Closes an unconfirmed job as done without running it (an operator found that its call happened),
+    /// keeping `note` on it. Its follow-ups, if any, are not queued: the call's answer never came back.
+    async fn close_job(&self, id: i64, now: Millis, note: &str) -> Result<bool, StoreError>;
+
     /// The earliest time a job could become claimable, if any.
     async fn next_job_due(&self) -> Result<Option<Millis>, StoreError>;
 

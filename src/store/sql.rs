@@ -342,6 +342,9 @@ pub(super) fn payload_part_rows_sql(style: Placeholders, rows: usize) -> Cow<'st
 pub(super) const REQUEUE_JOB: &str = "UPDATE jobs SET status = 'pending', run_at = $2, attempts = 0, \
      updated_at = $2 WHERE id = $1 AND status IN ('dead', 'unconfirmed')";
 
+pub(super) const CLOSE_JOB: &str = "UPDATE jobs SET status = 'done', last_error = $3, locked_by = NULL, \
+     locked_until = NULL, updated_at = $2 WHERE id = $1 AND status = 'unconfirmed'";
+
 pub(super) const NEXT_DUE: &str =
     "SELECT MIN(run_at) FROM jobs WHERE status IN ('pending', 'running')";
 
@@ -793,6 +796,24 @@ macro_rules! impl_store {
                             let n = sqlx::query(sql::REQUEUE_JOB)
                                 .bind(id)
                                 .bind(now)
+                                .execute(&mut **tx)
+                                .await?
+                                .rows_affected();
+                            Ok(n == 1)
+                        })
+                    })
+                    .await
+            }
+
+            async fn close_job(&self, id: i64, now: Millis, note: &str) -> Result<bool, StoreError> {
+                let note = note.to_owned();
+                self.writer
+                    .write_one(move |tx| {
+                        Box::pin(async move {
+                            let n = sqlx::query(sql::CLOSE_JOB)
+                                .bind(id)
+                                .bind(now)
+                                .bind(note)
                                 .execute(&mut **tx)
                                 .await?
                                 .rows_affected();

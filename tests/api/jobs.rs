@@ -230,6 +230,56 @@ async fn an_operator_lists_and_requeues_a_held_call_from_the_command_line() {
     );
 }
 
+/// A held call that did happen (the reply is in the conversation) is closed by the operator: it leaves the
+/// list and is never sent again.
+#[tokio::test]
+async fn an_operator_closes_a_held_call_that_happened() {
+    let app = spawn_app().await;
+    reply_answers_too_late(&app, None).await;
+    app.post_activity(&app.message("help")).await;
+    app.run_pending_jobs().await;
+    let held = app
+        .store
+        .jobs_with_status(JobStatus::Unconfirmed, 10)
+        .await
+        .unwrap();
+    assert_eq!(held.len(), 1);
+    let fieldbot = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_fieldbot"))
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("FIELDBOT__STORE__URL", &app.db.url)
+            .output()
+            .unwrap()
+    };
+    let id = held[0].id.to_string();
+    let closed = fieldbot(&["jobs", "close", &id, "--note", "seen in the thread"]);
+    assert!(closed.status.success(), "{closed:?}");
+    let again = fieldbot(&["jobs", "close", &id]);
+    assert!(!again.status.success(), "a job no longer held is refused");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("not unconfirmed"));
+    let listed = fieldbot(&["jobs", "list"]);
+    assert!(
+        String::from_utf8_lossy(&listed.stdout).contains("no unconfirmed jobs"),
+        "{listed:?}"
+    );
+    let job = app
+        .store
+        .job_by_key(&held[0].idempotency_key)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(job.status, JobStatus::Done);
+    assert_eq!(
+        job.last_error.as_deref(),
+        Some("closed: seen in the thread")
+    );
+
+    app.clock.advance(Duration::from_secs(600));
+    app.run_pending_jobs().await;
+    assert_eq!(app.connector_requests().await.len(), 1, "never sent again");
+}
+
 #[tokio::test]
 async fn a_job_accepted_before_a_stop_runs_after_restart() {
     let app = spawn_app().await;

@@ -286,8 +286,40 @@ async fn job_story(s: &dyn Store) {
         (JobStatus::Pending, 0)
     );
 
+    // An operator closes a held call that happened; a job not held is refused.
+    let held = s.job_by_key("c").await.unwrap().unwrap();
+    assert!(
+        !s.close_job(held.id, 85_000, "closed: seen").await.unwrap(),
+        "a pending job is not closed"
+    );
+    let now = 90_000;
+    let claimed = s.claim_jobs("w3", now, now + 60_000, 10).await.unwrap();
+    assert!(claimed.iter().any(|j| j.id == held.id));
+    assert!(
+        s.fail_job(held.id, "w3", JobStatus::Unconfirmed, "no answer", now)
+            .await
+            .unwrap()
+    );
+    assert!(s.close_job(held.id, now + 1, "closed: seen").await.unwrap());
+    let closed = s.job_by_key("c").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            closed.status,
+            closed.last_error.as_deref(),
+            closed.locked_by
+        ),
+        (JobStatus::Done, Some("closed: seen"), None)
+    );
+    assert!(!s.close_job(held.id, now + 2, "again").await.unwrap());
+    assert!(
+        s.jobs_with_status(JobStatus::Unconfirmed, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
     let counts = s.job_counts().await.unwrap();
-    assert!(counts.contains(&(JobStatus::Done, 1)), "{counts:?}");
+    assert!(counts.contains(&(JobStatus::Done, 2)), "{counts:?}");
 }
 
 fn engagement(id: i64, conversation: &str) -> Engagement {
