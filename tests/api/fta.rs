@@ -698,6 +698,34 @@ async fn assign_on_the_card(app: &TestApp, id: i64) {
     assert_eq!(answer["statusCode"], 200, "{answer}");
 }
 
+/// A replica that is about to die claims the due jobs (ten minutes on, when a refused call's retry is due)
+/// and notes on the job of `kind` that its attempt is sending `op`, as the worker does right before the
+/// call; then it dies without recording anything. Returns that job as claimed.
+async fn dies_while_sending(app: &TestApp, kind: &str, op: &str) -> fieldbot::store::Job {
+    app.clock.advance(std::time::Duration::from_secs(600));
+    let now = app.clock.now();
+    let claimed = app
+        .store
+        .claim_jobs("doomed-replica", now, now + 60_000, 10)
+        .await
+        .unwrap();
+    let job = claimed
+        .into_iter()
+        .find(|j| j.kind == kind)
+        .unwrap_or_else(|| panic!("no {kind} job is due again"));
+    let note = format!(
+        "in flight: attempt {} sent {op}, a call that must not be repeated",
+        job.attempts
+    );
+    assert!(
+        app.store
+            .note_job_sending(job.id, "doomed-replica", &note)
+            .await
+            .unwrap()
+    );
+    job
+}
+
 /// How many times the status card (message 555) was replaced.
 async fn card_updates(app: &TestApp) -> usize {
     let card_path = format!("/v3/conversations/{}/activities/555", encoded(THREAD));
@@ -759,27 +787,7 @@ async fn a_status_card_clicked_while_its_post_is_still_in_flight_is_updated() {
     let id = submit(&app).await;
     // A replica that is about to die takes the post, notes it is sending, and sends it (the card is in
     // the channel as message 555); then it is killed before recording anything.
-    app.clock.advance(std::time::Duration::from_secs(600));
-    let now = app.clock.now();
-    let claimed = app
-        .store
-        .claim_jobs("doomed-replica", now, now + 60_000, 10)
-        .await
-        .unwrap();
-    let post = claimed
-        .iter()
-        .find(|j| j.idempotency_key.ends_with(":fta:thread"))
-        .unwrap_or_else(|| panic!("the post is due again: {claimed:?}"));
-    assert!(
-        app.store
-            .note_job_sending(
-                post.id,
-                "doomed-replica",
-                "in flight: attempt 2 sent create_channel_thread, a call that must not be repeated"
-            )
-            .await
-            .unwrap()
-    );
+    dies_while_sending(&app, "fta_post_thread", "create_channel_thread").await;
 
     // A lead clicks Assign on the card before the dead replica's lease ran out.
     assign_on_the_card(&app, id).await;
@@ -953,27 +961,7 @@ async fn a_mail_cut_off_by_a_crash_is_looked_up_and_sent_when_not_found() {
     let before = sent_once(&mailbox);
 
     // A replica about to die takes the refused mail's retry, notes it is sending, and dies.
-    app.clock.advance(std::time::Duration::from_secs(600));
-    let now = app.clock.now();
-    let claimed = app
-        .store
-        .claim_jobs("doomed-replica", now, now + 60_000, 10)
-        .await
-        .unwrap();
-    let mail = claimed
-        .iter()
-        .find(|j| j.kind == "fta_email")
-        .unwrap_or_else(|| panic!("the refused mail is due again: {claimed:?}"));
-    let note = format!(
-        "in flight: attempt {} sent send_mail, a call that must not be repeated",
-        mail.attempts
-    );
-    assert!(
-        app.store
-            .note_job_sending(mail.id, "doomed-replica", &note)
-            .await
-            .unwrap()
-    );
+    let mail = dies_while_sending(&app, "fta_email", "send_mail").await;
 
     // The lease runs out: the job is not sent at once, nor held, but queued to be looked up.
     app.clock.advance(std::time::Duration::from_secs(120));

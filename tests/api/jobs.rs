@@ -180,6 +180,16 @@ async fn a_post_that_timed_out_is_not_resent_blindly() {
     assert_eq!(unconfirmed.len(), 1, "recorded for reconciliation");
 }
 
+/// Runs the `fieldbot` command line on the app's database, as an operator would.
+fn fieldbot_cli(app: &TestApp, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_fieldbot"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("FIELDBOT__STORE__URL", &app.db.url)
+        .output()
+        .unwrap()
+}
+
 /// An operator finds a held call with `fieldbot jobs list` and, having checked it did not happen, queues it
 /// again with `fieldbot jobs requeue`; the reply then goes out.
 #[tokio::test]
@@ -194,14 +204,7 @@ async fn an_operator_lists_and_requeues_a_held_call_from_the_command_line() {
         .await
         .unwrap();
     assert_eq!(held.len(), 1);
-    let fieldbot = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_fieldbot"))
-            .args(args)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .env("FIELDBOT__STORE__URL", &app.db.url)
-            .output()
-            .unwrap()
-    };
+    let fieldbot = |args: &[&str]| fieldbot_cli(&app, args);
     let listed = fieldbot(&["jobs", "list"]);
     let out = String::from_utf8_lossy(&listed.stdout);
     assert!(listed.status.success(), "{listed:?}");
@@ -244,14 +247,7 @@ async fn an_operator_closes_a_held_call_that_happened() {
         .await
         .unwrap();
     assert_eq!(held.len(), 1);
-    let fieldbot = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_fieldbot"))
-            .args(args)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .env("FIELDBOT__STORE__URL", &app.db.url)
-            .output()
-            .unwrap()
-    };
+    let fieldbot = |args: &[&str]| fieldbot_cli(&app, args);
     let id = held[0].id.to_string();
     let closed = fieldbot(&["jobs", "close", &id, "--note", "seen in the thread"]);
     assert!(closed.status.success(), "{closed:?}");
