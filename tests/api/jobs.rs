@@ -180,6 +180,21 @@ async fn a_post_that_timed_out_is_not_resent_blindly() {
     assert_eq!(unconfirmed.len(), 1, "recorded for reconciliation");
 }
 
+/// A `help` whose reply the Connector answered too late (the first `late` times, or always): held.
+async fn a_held_reply(late: Option<u64>) -> (TestApp, Vec<fieldbot::store::Job>) {
+    let app = spawn_app().await;
+    reply_answers_too_late(&app, late).await;
+    app.post_activity(&app.message("help")).await;
+    app.run_pending_jobs().await;
+    let held = app
+        .store
+        .jobs_with_status(JobStatus::Unconfirmed, 10)
+        .await
+        .unwrap();
+    assert_eq!(held.len(), 1);
+    (app, held)
+}
+
 /// Runs the `fieldbot` command line on the app's database, as an operator would.
 fn fieldbot_cli(app: &TestApp, args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_fieldbot"))
@@ -194,16 +209,7 @@ fn fieldbot_cli(app: &TestApp, args: &[&str]) -> std::process::Output {
 /// again with `fieldbot jobs requeue`; the reply then goes out.
 #[tokio::test]
 async fn an_operator_lists_and_requeues_a_held_call_from_the_command_line() {
-    let app = spawn_app().await;
-    reply_answers_too_late(&app, Some(1)).await;
-    app.post_activity(&app.message("help")).await;
-    app.run_pending_jobs().await;
-    let held = app
-        .store
-        .jobs_with_status(JobStatus::Unconfirmed, 10)
-        .await
-        .unwrap();
-    assert_eq!(held.len(), 1);
+    let (app, held) = a_held_reply(Some(1)).await;
     let fieldbot = |args: &[&str]| fieldbot_cli(&app, args);
     let listed = fieldbot(&["jobs", "list"]);
     let out = String::from_utf8_lossy(&listed.stdout);
@@ -237,16 +243,7 @@ async fn an_operator_lists_and_requeues_a_held_call_from_the_command_line() {
 /// list and is never sent again.
 #[tokio::test]
 async fn an_operator_closes_a_held_call_that_happened() {
-    let app = spawn_app().await;
-    reply_answers_too_late(&app, None).await;
-    app.post_activity(&app.message("help")).await;
-    app.run_pending_jobs().await;
-    let held = app
-        .store
-        .jobs_with_status(JobStatus::Unconfirmed, 10)
-        .await
-        .unwrap();
-    assert_eq!(held.len(), 1);
+    let (app, held) = a_held_reply(None).await;
     let fieldbot = |args: &[&str]| fieldbot_cli(&app, args);
     let id = held[0].id.to_string();
     let closed = fieldbot(&["jobs", "close", &id, "--note", "seen in the thread"]);
