@@ -42,9 +42,10 @@ pub(super) const INSERT_JOB: &str = "INSERT INTO jobs \
      VALUES ($1, '', $2, $3, 'pending', 0, $4, $5, $6, $7) \
      ON CONFLICT (idempotency_key) DO NOTHING RETURNING id, idempotency_key";
 
-/// The payload of a job just inserted (see migration 0006).
+/// The payload of a job just inserted (see migration 0006). A job's id is new, so nothing conflicts but
+/// the repeated rows that pad a multi-row insert (see [`row_chunks`]).
 pub(super) const INSERT_JOB_PAYLOAD: &str =
-    "INSERT INTO job_payloads (job_id, payload, part) VALUES ($1, $2, $3)";
+    "INSERT INTO job_payloads (job_id, payload, part) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
 
 /// A payload part (see [`super::PayloadPart`]), kept once whatever number of jobs carry it.
 pub(super) const INSERT_PAYLOAD_PART: &str =
@@ -219,6 +220,36 @@ pub(super) fn pow2_chunks<T>(mut items: &[T]) -> Vec<&[T]> {
     chunks
 }
 
+/// The rows of a multi-row statement in as few statements as the cached texts allow, each chunk with the
+/// number of value rows to bind it as (a power of two, at most 64; see [`padded`]). Every statement is a
+/// round trip to SQLite's own thread, about 26 µs under load, so on SQLite (anonymous placeholders) a
+/// chunk is padded up by repeating its last row, which each padded statement ignores (`DO NOTHING`, an
+/// upsert or update to the same values): one statement per kind for a batch of up to 64. PostgreSQL's
+/// upsert may not touch a row twice in one statement, so there chunks are powers of two, unpadded.
+pub(super) fn row_chunks<T>(style: Placeholders, items: &[T]) -> Vec<(&[T], usize)> {
+    match style {
+        Placeholders::Anonymous => items
+            .chunks(64)
+            .map(|chunk| (chunk, chunk.len().next_power_of_two()))
+            .collect(),
+        Placeholders::Numbered => pow2_chunks(items)
+            .into_iter()
+            .map(|chunk| (chunk, chunk.len()))
+            .collect(),
+    }
+}
+
+/// A chunk's rows, then its last row again until there are `rows`.
+pub(super) fn padded<T>(chunk: &[T], rows: usize) -> impl Iterator<Item = &T> {
+    let pad = rows.saturating_sub(chunk.len());
+    chunk.iter().chain(
+        chunk
+            .last()
+            .into_iter()
+            .flat_map(move |last| std::iter::repeat_n(last, pad)),
+    )
+}
+
 pub(super) fn inbound_rows_sql(style: Placeholders, rows: usize) -> Cow<'static, str> {
     static TEXTS: Texts = Texts::new();
     TEXTS.get(style, rows, || {
@@ -320,12 +351,10 @@ pub(super) fn successor_sql(style: Placeholders, rows: usize) -> Cow<'static, st
 pub(super) fn job_payload_rows_sql(style: Placeholders, rows: usize) -> Cow<'static, str> {
     static TEXTS: Texts = Texts::new();
     TEXTS.get(style, rows, || {
-        let head = INSERT_JOB_PAYLOAD
-            .strip_suffix(" VALUES ($1, $2, $3)")
+        let (head, tail) = INSERT_JOB_PAYLOAD
+            .split_once(" VALUES ($1, $2, $3) ")
             .unwrap_or_default();
-        rows_sql(head, "(?1, ?2, ?3)", 3, rows, "", style)
-            .trim_end()
-            .to_owned()
+        rows_sql(head, "(?1, ?2, ?3)", 3, rows, tail, style)
     })
 }
 
@@ -1406,11 +1435,11 @@ macro_rules! impl_store {
         ) -> super::batch::BoxFuture<'t, Result<Vec<TurnCommit>, StoreError>> {
             Box::pin(async move {
                 let mut inserted = std::collections::HashSet::new();
-                for chunk in sql::pow2_chunks(turns) {
-                    let text = sql::inbound_rows_sql($placeholders, chunk.len());
+                for (chunk, rows) in sql::row_chunks($placeholders, turns) {
+                    let text = sql::inbound_rows_sql($placeholders, rows);
                     let mut query =
                         sqlx::query_as::<_, (String, String, String)>(sqlx::AssertSqlSafe(text));
-                    for t in chunk {
+                    for t in sql::padded(chunk, rows) {
                         query = query
                             .bind(&t.key.channel_id)
                             .bind(&t.key.conversation_id)
@@ -1479,10 +1508,10 @@ macro_rules! impl_store {
                         }
                     }
                 }
-                for chunk in sql::pow2_chunks(&touches) {
-                    let text = sql::conversation_rows_sql($placeholders, chunk.len());
+                for (chunk, rows) in sql::row_chunks($placeholders, &touches) {
+                    let text = sql::conversation_rows_sql($placeholders, rows);
                     let mut query = sqlx::query(sqlx::AssertSqlSafe(text));
-                    for (r, at) in chunk {
+                    for (r, at) in sql::padded(chunk, rows) {
                         query = query
                             .bind(&r.conversation_id)
                             .bind(&r.service_url)
@@ -1502,11 +1531,11 @@ macro_rules! impl_store {
                     .flat_map(|(_, t)| t.jobs.iter().map(move |j| (j, t.now)))
                     .collect();
                 let mut inserted = std::collections::HashMap::new();
-                for chunk in sql::pow2_chunks(&jobs) {
-                    let text = sql::job_rows_sql($placeholders, chunk.len());
+                for (chunk, rows) in sql::row_chunks($placeholders, &jobs) {
+                    let text = sql::job_rows_sql($placeholders, rows);
                     let mut query =
                         sqlx::query_as::<_, (i64, String)>(sqlx::AssertSqlSafe(text));
-                    for (job, now) in chunk {
+                    for (job, now) in sql::padded(chunk, rows) {
                         query = query
                             .bind(&job.kind)
                             .bind(&job.idempotency_key)
@@ -1542,18 +1571,18 @@ macro_rules! impl_store {
                         }
                     }
                 }
-                for chunk in sql::pow2_chunks(&parts) {
-                    let text = sql::payload_part_rows_sql($placeholders, chunk.len());
+                for (chunk, rows) in sql::row_chunks($placeholders, &parts) {
+                    let text = sql::payload_part_rows_sql($placeholders, rows);
                     let mut query = sqlx::query(sqlx::AssertSqlSafe(text));
-                    for part in chunk {
+                    for part in sql::padded(chunk, rows) {
                         query = query.bind(&*part.digest).bind(&*part.text);
                     }
                     query.execute(&mut **tx).await?;
                 }
-                for chunk in sql::pow2_chunks(&payloads) {
-                    let text = sql::job_payload_rows_sql($placeholders, chunk.len());
+                for (chunk, rows) in sql::row_chunks($placeholders, &payloads) {
+                    let text = sql::job_payload_rows_sql($placeholders, rows);
                     let mut query = sqlx::query(sqlx::AssertSqlSafe(text));
-                    for (id, job) in chunk {
+                    for (id, job) in sql::padded(chunk, rows) {
                         query = query
                             .bind(*id)
                             .bind(job.payload.as_str())
@@ -1562,10 +1591,10 @@ macro_rules! impl_store {
                     query.execute(&mut **tx).await?;
                 }
                 let mut claimed = std::collections::HashSet::new();
-                for chunk in sql::pow2_chunks(&claims) {
-                    let text = sql::birth_claim_sql($placeholders, chunk.len());
+                for (chunk, rows) in sql::row_chunks($placeholders, &claims) {
+                    let text = sql::birth_claim_sql($placeholders, rows);
                     let mut query = sqlx::query_as::<_, (i64,)>(sqlx::AssertSqlSafe(text));
-                    for (id, index, _, claim) in chunk {
+                    for (id, index, _, claim) in sql::padded(chunk, rows) {
                         query = query
                             .bind(*id)
                             .bind(claim.worker.as_str())
@@ -1724,5 +1753,22 @@ mod tests {
         assert!(pow2_chunks::<u32>(&[]).is_empty());
         let sizes: Vec<usize> = pow2_chunks(&items[..13]).iter().map(|c| c.len()).collect();
         assert_eq!(sizes, [8, 4, 1]);
+    }
+
+    #[test]
+    fn sqlite_pads_each_chunk_to_one_statement_and_postgres_splits_it() {
+        let items: Vec<u32> = (0..77).collect();
+        let sqlite = row_chunks(Placeholders::Anonymous, &items);
+        let shape: Vec<(usize, usize)> = sqlite.iter().map(|(c, n)| (c.len(), *n)).collect();
+        assert_eq!(shape, [(64, 64), (13, 16)]);
+        let (tail, rows) = sqlite[1];
+        let bound: Vec<u32> = padded(tail, rows).copied().collect();
+        assert_eq!(bound.len(), 16);
+        assert_eq!(bound[..13], items[64..]);
+        assert!(bound[13..].iter().all(|&x| x == 76), "the last row again");
+        let postgres = row_chunks(Placeholders::Numbered, &items[..13]);
+        let shape: Vec<(usize, usize)> = postgres.iter().map(|(c, n)| (c.len(), *n)).collect();
+        assert_eq!(shape, [(8, 8), (4, 4), (1, 1)]);
+        assert!(row_chunks::<u32>(Placeholders::Anonymous, &[]).is_empty());
     }
 }
