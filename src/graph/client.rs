@@ -452,7 +452,14 @@ impl GraphClient {
             return Ok(None);
         };
         let lookup = Prepared::find_message(mailbox, key)?;
-        let found: ValueList<CreatedMessage> = decode(&self.execute(&lookup).await?)?;
+        let found: ValueList<CreatedMessage> =
+            match self.execute(&lookup).await.and_then(|b| decode(&b)) {
+                Ok(found) => found,
+                // Busy or unanswered: look again later. Refused (a permission the mailbox lacks, say): the
+                // call cannot be checked, so the job is held.
+                Err(e) if e.is_retryable(true) => return Err(e),
+                Err(e) => return Err(GraphError::Unchecked(e.to_string())),
+            };
         match found.value.into_iter().next() {
             Some(made) => {
                 tracing::info!(
@@ -1367,6 +1374,31 @@ mod tests {
         )
         .await;
         assert!(sent.is_err());
+        assert!(unsure);
+    }
+
+    /// A mailbox that may not be searched (403): the mail cannot be checked, so it is neither sent nor
+    /// looked for again; the job is held.
+    #[tokio::test]
+    async fn a_refused_lookup_is_unchecked_not_retried() {
+        let (server, client) = setup().await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(403).set_body_json(json!({
+                "error": { "code": "ErrorAccessDenied", "message": "Access is denied." }
+            })))
+            .mount(&server)
+            .await;
+        mount_send_mail(&server, 0).await;
+        let (sent, unsure) = crate::idempotency::scope_checking(
+            "fta:1:mail",
+            None,
+            true,
+            client.send_mail(FM, &testkit::message()),
+        )
+        .await;
+        let err = sent.unwrap_err();
+        assert!(matches!(err, GraphError::Unchecked(_)), "{err:?}");
+        assert!(!err.is_retryable(false) && !err.is_retryable(true));
         assert!(unsure);
     }
 

@@ -46,6 +46,12 @@ pub enum GraphError {
     /// The request may have reached Graph, but no complete answer came back.
     #[error("no response from Microsoft Graph (request may have been applied): {0}")]
     Unconfirmed(String),
+    /// A mail or draft an earlier attempt may have made could not be looked for in the mailbox (the search
+    /// was refused): it must be held for an operator, neither sent again nor looked for again.
+    #[error(
+        "may have been made by an earlier attempt, and the mailbox could not be searched for it: {0}"
+    )]
+    Unchecked(String),
     /// A success status with a body that is not the expected JSON: the operation did happen.
     #[error("undecodable Microsoft Graph response: {raw}")]
     Decode { raw: String },
@@ -68,6 +74,7 @@ impl GraphError {
             | GraphError::NotSent(_)
             | GraphError::Unauthorized { .. } => true,
             GraphError::Unconfirmed(_) => idempotent,
+            GraphError::Unchecked(_) => false,
             // Nothing was sent to Graph, so only the token endpoint's health matters.
             GraphError::Token(e) => e.is_transient(),
             GraphError::Forbidden { .. }
@@ -143,7 +150,7 @@ impl GraphError {
             GraphError::Unauthorized { .. } => {
                 "fieldbot's sign-in to Microsoft Graph was not accepted; it will retry with a fresh one.".to_owned()
             }
-            GraphError::Unconfirmed(_) | GraphError::Decode { .. } => format!(
+            GraphError::Unconfirmed(_) | GraphError::Unchecked(_) | GraphError::Decode { .. } => format!(
                 "Microsoft Graph did not confirm the change for {subject}; check {subject}'s mailbox before trying again."
             ),
             GraphError::Token(e) if e.is_transient() => {
@@ -206,6 +213,7 @@ mod tests {
                 true,
             ),
             (GraphError::Unconfirmed("x".into()), false, true),
+            (GraphError::Unchecked("x".into()), false, false),
             (forbidden("ErrorAccessDenied"), false, false),
             (not_found("ErrorItemNotFound"), false, false),
             (
@@ -329,6 +337,7 @@ mod tests {
             },
             GraphError::NotSent("connect error".into()),
             GraphError::Unconfirmed("timed out".into()),
+            GraphError::Unchecked("HTTP 403".into()),
             GraphError::Decode {
                 raw: "{\"odd\":1}".into(),
             },

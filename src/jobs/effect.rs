@@ -217,7 +217,7 @@ impl EffectError {
         matches!(
             self,
             EffectError::Connector(ConnectorError::Unconfirmed(_))
-                | EffectError::Graph(GraphError::Unconfirmed(_))
+                | EffectError::Graph(GraphError::Unconfirmed(_) | GraphError::Unchecked(_))
         )
     }
 }

@@ -813,6 +813,8 @@ async fn a_status_card_clicked_while_its_post_is_still_in_flight_is_updated() {
 struct Mailbox {
     sent: std::sync::Mutex<Vec<String>>,
     first: std::sync::Mutex<Option<FirstMail>>,
+    /// Whether fieldbot may search it (else 403, as when its permission does not cover the mailbox).
+    searchable: bool,
 }
 
 #[derive(Clone, Copy)]
@@ -833,6 +835,11 @@ fn mail_key(req: &Request) -> String {
 
 impl Respond for Mailbox {
     fn respond(&self, req: &Request) -> ResponseTemplate {
+        if req.method.as_str() == "GET" && !self.searchable {
+            return ResponseTemplate::new(403).set_body_json(
+                json!({ "error": { "code": "ErrorAccessDenied", "message": "Access is denied." } }),
+            );
+        }
         if req.method.as_str() == "GET" {
             let filter = req
                 .url
@@ -867,9 +874,18 @@ impl Respond for Mailbox {
 }
 
 async fn mount_mailbox(app: &TestApp, first: FirstMail) -> std::sync::Arc<Mailbox> {
+    mount_mailbox_searchable(app, first, true).await
+}
+
+async fn mount_mailbox_searchable(
+    app: &TestApp,
+    first: FirstMail,
+    searchable: bool,
+) -> std::sync::Arc<Mailbox> {
     let mailbox = std::sync::Arc::new(Mailbox {
         sent: Default::default(),
         first: std::sync::Mutex::new(Some(first)),
+        searchable,
     });
     let sender = SENDER.replace('@', "%40");
     for (verb, route) in [("POST", "sendMail"), ("GET", "messages")] {
@@ -994,4 +1010,41 @@ async fn a_mail_cut_off_by_a_crash_is_looked_up_and_sent_when_not_found() {
     assert_eq!(mine(&before), 0);
     assert_eq!(mine(&sent_once(&mailbox)), 1, "sent once, after the lookup");
     assert_eq!(jobs_held_or_dead(&app).await, 0);
+}
+
+/// A mail that may have been sent in a mailbox fieldbot may not search: it cannot be checked, so it is held
+/// for an operator (not sent again, not dead-lettered).
+#[tokio::test]
+async fn a_mail_that_cannot_be_looked_up_is_held_for_the_operator() {
+    let app = fta_app().await;
+    let mailbox = mount_mailbox_searchable(&app, FirstMail::AnsweredLate, false).await;
+    submit(&app).await;
+    let first = sent_once(&mailbox);
+    app.clock.advance(std::time::Duration::from_secs(
+        app.settings.jobs.check_after_secs + 1,
+    ));
+    app.run_pending_jobs().await;
+    assert!(sent_once(&mailbox).starts_with(&first), "not sent again");
+    let held = app
+        .store
+        .jobs_with_status(fieldbot::store::JobStatus::Unconfirmed, 10)
+        .await
+        .unwrap();
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert!(
+        held[0]
+            .last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("could not be searched"),
+        "{:?}",
+        held[0].last_error
+    );
+    assert!(
+        app.store
+            .jobs_with_status(fieldbot::store::JobStatus::Dead, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
