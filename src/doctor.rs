@@ -52,7 +52,7 @@ pub const GRAPH_PERMISSIONS: &[(&str, &str)] = &[
     ),
     (
         "Mail.ReadWrite",
-        "the intro and follow-up email drafts in the FM's mailbox",
+        "the intro and follow-up email drafts in the FM's mailbox, and finding a mail or draft whose answer was lost",
     ),
     ("Mail.Send", "the FTA request notifications"),
     ("User.Read.All", "resolving people added by email"),
