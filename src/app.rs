@@ -180,7 +180,7 @@ impl Application {
         let listener = tokio::net::TcpListener::bind(bind)
             .await
             .with_context(|| format!("cannot listen on {bind}"))?;
-        let state = AppState {
+        let state = AppState::new(crate::http::Shared {
             templates,
             leads,
             signin: settings
@@ -199,7 +199,7 @@ impl Application {
             jobs_notify: worker.notifier(),
             born_claims: worker.born_claims(),
             conversation_locks: http::new_conversation_locks(),
-        };
+        });
         Ok(Self {
             listener,
             state,
