@@ -1260,13 +1260,18 @@ mod tests {
         assert_eq!(keys, [Some("fta:1:mail#send_mail"), None]);
     }
 
-    /// Mounts the mailbox search by key: it finds a message when `found`.
-    async fn mount_find(server: &MockServer, key: &str, found: bool) {
+    /// The mailbox search's answer: it finds a message when `found`.
+    fn search_answer(found: bool) -> ResponseTemplate {
         let value = if found {
             json!([{ "id": "AAMkAD-sent", "isDraft": false, "webLink": "https://outlook.office365.com/owa/?ItemID=AAMkAD-sent" }])
         } else {
             json!([])
         };
+        ResponseTemplate::new(200).set_body_json(json!({ "value": value }))
+    }
+
+    /// Mounts the mailbox search for `key`, answered with `answer`.
+    async fn mount_find(server: &MockServer, key: &str, answer: ResponseTemplate) {
         Mock::given(method("GET"))
             .and(path(graph_path(&format!("/users/{FM_ENC}/messages"))))
             .and(query_param(
@@ -1274,7 +1279,7 @@ mod tests {
                 format!("singleValueExtendedProperties/Any(ep: ep/id eq '{KEY_PROPERTY}' and ep/value eq '{key}')"),
             ))
             .and(query_param("$select", "id,webLink,isDraft"))
-            .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "value": value })))
+            .respond_with(answer)
             .expect(1)
             .mount(server)
             .await;
@@ -1306,12 +1311,13 @@ mod tests {
         assert_valid(&request_body_validator("/users/{user-id}/sendMail"), &body);
     }
 
-    /// A job's mail after an attempt that may have sent it: the mailbox is searched first and finds it when
-    /// `found`; it is sent only when not. Returns the outcome and whether the attempt is still unsure.
-    async fn send_checking(found: bool) -> (Result<(), GraphError>, bool) {
+    /// A job's mail after an attempt that may have sent it: the mailbox is searched first, once, answering
+    /// `search`, and the mail is then sent `sends` times. Returns the outcome and whether the attempt is
+    /// still unsure.
+    async fn send_checking(search: ResponseTemplate, sends: u64) -> (Result<(), GraphError>, bool) {
         let (server, client) = setup().await;
-        mount_find(&server, "fta:1:mail#send_mail", found).await;
-        mount_send_mail(&server, u64::from(!found)).await;
+        mount_find(&server, "fta:1:mail#send_mail", search).await;
+        mount_send_mail(&server, sends).await;
         let out = crate::idempotency::scope_checking(
             "fta:1:mail",
             None,
@@ -1325,14 +1331,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_mail_an_earlier_attempt_sent_is_found_and_not_sent_again() {
-        let (sent, unsure) = send_checking(true).await;
+        let (sent, unsure) = send_checking(search_answer(true), 0).await;
         sent.unwrap();
         assert!(unsure, "the calls after it may have been made too");
     }
 
     #[tokio::test]
     async fn a_mail_not_found_is_sent_once_and_the_calls_after_it_are_not_checked() {
-        let (sent, unsure) = send_checking(false).await;
+        let (sent, unsure) = send_checking(search_answer(false), 1).await;
         sent.unwrap();
         assert!(!unsure);
     }
@@ -1340,7 +1346,7 @@ mod tests {
     #[tokio::test]
     async fn a_draft_an_earlier_attempt_saved_is_returned_as_made() {
         let (server, client) = setup().await;
-        mount_find(&server, "invite:7#create_draft", true).await;
+        mount_find(&server, "invite:7#create_draft", search_answer(true)).await;
         let (made, _) = crate::idempotency::scope_checking(
             "invite:7",
             None,
@@ -1360,20 +1366,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_lookup_sends_nothing_and_stays_unsure() {
-        let (server, client) = setup().await;
-        Mock::given(method("GET"))
-            .respond_with(ResponseTemplate::new(503))
-            .mount(&server)
-            .await;
-        mount_send_mail(&server, 0).await;
-        let (sent, unsure) = crate::idempotency::scope_checking(
-            "fta:1:mail",
-            None,
-            true,
-            client.send_mail(FM, &testkit::message()),
-        )
-        .await;
-        assert!(sent.is_err());
+        let (sent, unsure) = send_checking(ResponseTemplate::new(503), 0).await;
+        assert!(sent.unwrap_err().is_retryable(false));
         assert!(unsure);
     }
 
@@ -1381,21 +1375,10 @@ mod tests {
     /// looked for again; the job is held.
     #[tokio::test]
     async fn a_refused_lookup_is_unchecked_not_retried() {
-        let (server, client) = setup().await;
-        Mock::given(method("GET"))
-            .respond_with(ResponseTemplate::new(403).set_body_json(json!({
-                "error": { "code": "ErrorAccessDenied", "message": "Access is denied." }
-            })))
-            .mount(&server)
-            .await;
-        mount_send_mail(&server, 0).await;
-        let (sent, unsure) = crate::idempotency::scope_checking(
-            "fta:1:mail",
-            None,
-            true,
-            client.send_mail(FM, &testkit::message()),
-        )
-        .await;
+        let refused = ResponseTemplate::new(403).set_body_json(json!({
+            "error": { "code": "ErrorAccessDenied", "message": "Access is denied." }
+        }));
+        let (sent, unsure) = send_checking(refused, 0).await;
         let err = sent.unwrap_err();
         assert!(matches!(err, GraphError::Unchecked(_)), "{err:?}");
         assert!(!err.is_retryable(false) && !err.is_retryable(true));
