@@ -27,7 +27,7 @@ struct CallKeys {
     base: String,
     counts: Mutex<HashMap<&'static str, u32>>,
     on_send: Option<SendHook>,
-    noted: AtomicBool,
+    noted: Arc<AtomicBool>,
     checking: Arc<AtomicBool>,
 }
 
@@ -45,26 +45,40 @@ pub async fn scope_with_hook<F: Future>(key: &str, on_send: Option<SendHook>, f:
     scope_checking(key, on_send, false, f).await.0
 }
 
+/// How an attempt's unrepeatable calls went, as [`scope_checking`] saw them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sends {
+    /// The attempt checked for an earlier attempt's call and ended before any lookup settled it: the next
+    /// attempt must check too.
+    pub unsure: bool,
+    /// The attempt started an unrepeatable call.
+    pub started: bool,
+}
+
 /// [`scope_with_hook`] for an attempt after one that may have made an unrepeatable call (`checking`): it
 /// was cut off mid-call, or the call got no answer. Each such call is then looked up first where the API
-/// allows it, and made only once it is known not to have happened (see [`checking`]). Also returns
-/// whether the attempt ended still unsure, before any lookup settled it, so that the next one checks too.
+/// allows it, and made only once it is known not to have happened (see [`checking`]).
 pub async fn scope_checking<F: Future>(
     key: &str,
     on_send: Option<SendHook>,
     checking: bool,
     f: F,
-) -> (F::Output, bool) {
+) -> (F::Output, Sends) {
     let unsure = Arc::new(AtomicBool::new(checking));
+    let started = Arc::new(AtomicBool::new(false));
     let keys = CallKeys {
         base: key.to_owned(),
         counts: Mutex::new(HashMap::new()),
         on_send,
-        noted: AtomicBool::new(false),
+        noted: Arc::clone(&started),
         checking: Arc::clone(&unsure),
     };
     let output = CURRENT.scope(keys, f).await;
-    (output, unsure.load(Ordering::SeqCst))
+    let sends = Sends {
+        unsure: unsure.load(Ordering::SeqCst),
+        started: started.load(Ordering::SeqCst),
+    };
+    (output, sends)
 }
 
 /// Whether the unrepeatable call about to be made may already have been made by an earlier attempt. The
@@ -181,16 +195,23 @@ mod tests {
     #[tokio::test]
     async fn a_checking_scope_is_unsure_until_a_lookup_settles_it() {
         assert!(!checking(), "outside a job nothing is checked");
-        let (seen, unsure) = scope_checking("k", None, true, async { checking() }).await;
-        assert!(seen && unsure, "nothing settled it");
-        let (seen, unsure) = scope_checking("k", None, true, async {
+        let (seen, sends) = scope_checking("k", None, true, async { checking() }).await;
+        assert!(seen && sends.unsure, "nothing settled it");
+        assert!(!sends.started);
+        let (seen, sends) = scope_checking("k", None, true, async {
             checked_not_made();
-            checking()
+            let seen = checking();
+            before_unrepeatable_send("send").await.ok();
+            seen
         })
         .await;
-        assert!(!seen && !unsure, "a lookup found the call was not made");
-        let (seen, unsure) = scope_checking("k", None, false, async { checking() }).await;
-        assert!(!seen && !unsure);
+        assert!(
+            !seen && !sends.unsure,
+            "a lookup found the call was not made"
+        );
+        assert!(sends.started, "then the call was made");
+        let (seen, sends) = scope_checking("k", None, false, async { checking() }).await;
+        assert!(!seen && !sends.unsure && !sends.started);
         assert!(!scope("k", async { checking() }).await);
     }
 }

@@ -1392,7 +1392,7 @@ mod tests {
             .mount(&server)
             .await;
         let c = ConnectorClient::new(http(), None, Duration::from_secs(5));
-        let (results, unsure) = crate::idempotency::scope_checking("k", None, true, async {
+        let (results, sends) = crate::idempotency::scope_checking("k", None, true, async {
             (
                 c.send_to_conversation(&server.uri(), CONV, &activity())
                     .await,
@@ -1405,7 +1405,7 @@ mod tests {
         assert!(matches!(err, ConnectorError::Unconfirmed(_)), "{err:?}");
         assert!(!err.is_retryable(false));
         results.1.unwrap();
-        assert!(unsure);
+        assert!(sends.unsure && !sends.started, "the POST was not started");
         assert_eq!(
             server.received_requests().await.unwrap().len(),
             1,

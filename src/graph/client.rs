@@ -1318,7 +1318,7 @@ mod tests {
         let (server, client) = setup().await;
         mount_find(&server, "fta:1:mail#send_mail", search).await;
         mount_send_mail(&server, sends).await;
-        let out = crate::idempotency::scope_checking(
+        let (sent, how) = crate::idempotency::scope_checking(
             "fta:1:mail",
             None,
             true,
@@ -1326,7 +1326,7 @@ mod tests {
         )
         .await;
         server.verify().await;
-        out
+        (sent, how.unsure)
     }
 
     #[tokio::test]

@@ -367,15 +367,14 @@ impl Effect {
     }
 
     /// [`Effect::perform`], running `on_send` before the first call that must not be repeated, and looking
-    /// those calls up first when `checking` (see [`crate::idempotency::scope_checking`], which says what the
-    /// returned flag means).
+    /// those calls up first when `checking` (see [`crate::idempotency::scope_checking`]).
     pub async fn perform_noting(
         &self,
         ctx: &EffectContext,
         key: &str,
         on_send: Option<crate::idempotency::SendHook>,
         checking: bool,
-    ) -> (EffectOutcome, bool) {
+    ) -> (EffectOutcome, crate::idempotency::Sends) {
         crate::idempotency::scope_checking(key, on_send, checking, self.perform_calls(ctx, key))
             .await
     }

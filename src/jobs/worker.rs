@@ -366,7 +366,7 @@ impl Worker {
         let on_send =
             super::in_flight::hook(self.store.clone(), job.id, self.id.clone(), job.attempts);
         let started = Instant::now();
-        let (outcome, unsure) = effect
+        let (outcome, sends) = effect
             .perform_noting(&self.ctx, &job.idempotency_key, Some(on_send), checking)
             .await;
         metrics::histogram!("fieldbot_job_duration_seconds", "kind" => job.kind.clone())
@@ -414,9 +414,11 @@ impl Worker {
                     }
                     Ok((false, _)) => tracing::warn!("job finished after its lease was taken over"),
                     Err(e) => {
-                        // The effect happened but its outcome could not be recorded: run it again later
-                        // (every effect is idempotent or keyed).
-                        self.handle_failure(&job, EffectError::Store(e), true, None, unsure)
+                        // The effect happened but its outcome could not be recorded: run it again later.
+                        // Every call repeats safely but the unrepeatable ones, and if this attempt made one,
+                        // the next must look it up (a mail is found; a Connector message is held).
+                        let check = sends.unsure || sends.started;
+                        self.handle_failure(&job, EffectError::Store(e), true, None, check)
                             .await
                     }
                 }
@@ -426,8 +428,14 @@ impl Worker {
                 idempotent,
                 conversation_id,
             } => {
-                self.handle_failure(&job, error, idempotent, conversation_id.as_deref(), unsure)
-                    .await
+                self.handle_failure(
+                    &job,
+                    error,
+                    idempotent,
+                    conversation_id.as_deref(),
+                    sends.unsure,
+                )
+                .await
             }
         }
         None
@@ -544,10 +552,14 @@ impl Worker {
             return;
         }
         if error.is_retryable(idempotent) && !self.settings.policy.exhausted(job.attempts) {
-            let delay = self
+            let mut delay = self
                 .settings
                 .policy
                 .next_delay(job.attempts, error.retry_after());
+            if unsure {
+                // The next attempt looks a mail up: not before Exchange would have filed it.
+                delay = delay.max(self.settings.check_after);
+            }
             let now = self.clock.now();
             tracing::info!(error = %text, delay_ms = delay.as_millis() as u64, "job will be retried");
             metrics::counter!("fieldbot_jobs_retried_total", "kind" => job.kind.clone())

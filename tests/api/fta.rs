@@ -815,6 +815,8 @@ struct Mailbox {
     first: std::sync::Mutex<Option<FirstMail>>,
     /// Whether fieldbot may search it (else 403, as when its permission does not cover the mailbox).
     searchable: bool,
+    /// Searches answered 503 before the mailbox answers normally.
+    busy_searches: std::sync::atomic::AtomicU32,
 }
 
 #[derive(Clone, Copy)]
@@ -839,6 +841,18 @@ impl Respond for Mailbox {
             return ResponseTemplate::new(403).set_body_json(
                 json!({ "error": { "code": "ErrorAccessDenied", "message": "Access is denied." } }),
             );
+        }
+        if req.method.as_str() == "GET"
+            && self
+                .busy_searches
+                .fetch_update(
+                    std::sync::atomic::Ordering::SeqCst,
+                    std::sync::atomic::Ordering::SeqCst,
+                    |n| n.checked_sub(1),
+                )
+                .is_ok()
+        {
+            return ResponseTemplate::new(503);
         }
         if req.method.as_str() == "GET" {
             let filter = req
@@ -886,6 +900,7 @@ async fn mount_mailbox_searchable(
         sent: Default::default(),
         first: std::sync::Mutex::new(Some(first)),
         searchable,
+        busy_searches: Default::default(),
     });
     let sender = SENDER.replace('@', "%40");
     for (verb, route) in [("POST", "sendMail"), ("GET", "messages")] {
@@ -915,6 +930,15 @@ fn sent_once(mailbox: &Mailbox) -> Vec<String> {
     unique.dedup();
     assert_eq!(unique.len(), sent.len(), "a mail was sent twice: {sent:?}");
     sent
+}
+
+/// How often fieldbot searched a mailbox by key.
+async fn searches(app: &TestApp) -> usize {
+    app.graph_requests()
+        .await
+        .into_iter()
+        .filter(|r| r.method.as_str() == "GET" && r.url.path().ends_with("/messages"))
+        .count()
 }
 
 async fn jobs_held_or_dead(app: &TestApp) -> usize {
@@ -955,13 +979,7 @@ async fn a_mail_answered_too_late_is_looked_up_and_not_sent_again() {
         app.settings.jobs.check_after_secs + 1,
     ));
     app.run_pending_jobs().await;
-    let searches = app
-        .graph_requests()
-        .await
-        .into_iter()
-        .filter(|r| r.method.as_str() == "GET" && r.url.path().ends_with("/messages"))
-        .count();
-    assert_eq!(searches, 1, "the one unsure mail was looked up");
+    assert_eq!(searches(&app).await, 1, "the one unsure mail was looked up");
     // The flow goes on (the leads' mail follows), and no mail went twice.
     assert!(sent_once(&mailbox).starts_with(&first));
     assert_eq!(jobs_held_or_dead(&app).await, 0);
@@ -1047,4 +1065,32 @@ async fn a_mail_that_cannot_be_looked_up_is_held_for_the_operator() {
             .unwrap()
             .is_empty()
     );
+}
+
+/// A search that fails (503) leaves the job marked to be looked up, and the next search waits until
+/// Exchange would have filed the mail: the mail is found then, not sent again.
+#[tokio::test]
+async fn a_failed_search_is_tried_again_later_and_never_sends_blindly() {
+    let app = fta_app().await;
+    let mailbox = mount_mailbox(&app, FirstMail::AnsweredLate).await;
+    mailbox
+        .busy_searches
+        .store(1, std::sync::atomic::Ordering::SeqCst);
+    submit(&app).await;
+    let first = sent_once(&mailbox);
+    let wait = std::time::Duration::from_secs(app.settings.jobs.check_after_secs + 1);
+    app.clock.advance(wait);
+    app.run_pending_jobs().await;
+    assert_eq!(searches(&app).await, 1, "searched, and Graph was busy");
+    app.clock.advance(std::time::Duration::from_secs(5));
+    app.run_pending_jobs().await;
+    assert_eq!(searches(&app).await, 1, "not searched again at once");
+    app.clock.advance(wait);
+    app.run_pending_jobs().await;
+    assert_eq!(searches(&app).await, 2);
+    assert!(
+        sent_once(&mailbox).starts_with(&first),
+        "found: not sent again"
+    );
+    assert_eq!(jobs_held_or_dead(&app).await, 0);
 }
