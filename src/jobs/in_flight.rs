@@ -42,13 +42,19 @@ pub fn hook(store: Arc<dyn Store>, job_id: i64, worker: String, attempt: u32) ->
     })
 }
 
-/// The call the attempt before this one was cut off in, if it died after starting one.
+/// What a note written before the notes named their call says instead of the call's name.
+const UNNAMED: &str = "a call";
+
+/// The call the attempt before this one was cut off in, if it died after starting one. A note written by
+/// an earlier version names no call (`UNNAMED`): it cannot be looked up, so such a job is held.
 pub fn cut_off_mid_call(job: &Job) -> Option<&str> {
     let before = job.attempts.checked_sub(1).filter(|n| *n > 0)?;
-    job.last_error
+    let sent = job
+        .last_error
         .as_deref()?
-        .strip_prefix(&format!("in flight: attempt {before} sent "))?
-        .strip_suffix(NOTE_TAIL)
+        .strip_prefix(&format!("in flight: attempt {before} sent "))?;
+    sent.strip_suffix(NOTE_TAIL)
+        .or_else(|| (sent == "a call that must not be repeated").then_some(UNNAMED))
 }
 
 /// Whether this attempt must look its unrepeatable calls up before making them.
@@ -90,6 +96,16 @@ mod tests {
         assert_eq!(cut_off_mid_call(&job(1, Some(note(0, "send_mail")))), None);
         assert_eq!(cut_off_mid_call(&job(3, Some("HTTP 503".to_owned()))), None);
         assert_eq!(cut_off_mid_call(&job(3, None)), None);
+    }
+
+    /// A job cut off before an upgrade carries the old note, which names no call: still cut off (held,
+    /// never sent again), and not taken for a call that can be looked up.
+    #[test]
+    fn a_note_from_before_the_calls_were_named_still_counts() {
+        let old = "in flight: attempt 2 sent a call that must not be repeated".to_owned();
+        let cut_off = job(3, Some(old));
+        assert_eq!(cut_off_mid_call(&cut_off), Some(UNNAMED));
+        assert!(!crate::graph::can_look_up(UNNAMED));
     }
 
     #[test]
