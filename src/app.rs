@@ -138,6 +138,15 @@ impl Application {
             Duration::from_millis(settings.bot.connector_timeout_ms),
         );
         let jobs = &settings.jobs;
+        let wire_log = settings.wire_log_dir().and_then(|dir| {
+            match crate::jobs::wire::WireLog::open(&dir) {
+                Ok(log) => Some(Arc::new(log)),
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), error = %e, "no wire log: a job cut off by a crash mid-call is held, not run again");
+                    None
+                }
+            }
+        });
         let worker = Worker::new(
             EffectContext {
                 connector,
@@ -175,6 +184,7 @@ impl Application {
                 dedup_retention: Duration::from_secs(jobs.dedup_retention_hours * 3600),
                 max_throttled: Duration::from_secs(jobs.max_throttled_secs),
                 check_after: Duration::from_secs(jobs.check_after_secs),
+                wire_log,
             },
         );
         let listener = tokio::net::TcpListener::bind(bind)

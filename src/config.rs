@@ -128,6 +128,10 @@ pub struct JobSettings {
     /// How long after a mail or draft may have been made (its attempt was cut off or got no answer) the job
     /// looks it up in the mailbox before making it again.
     pub check_after_secs: u64,
+    /// Folder of the wire logs (see [`crate::jobs::wire`]). Unset: beside a SQLite database, none with
+    /// PostgreSQL; empty: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wire_log_dir: Option<String>,
     pub poll_interval_ms: u64,
     pub dedup_retention_hours: u64,
 }
@@ -361,6 +365,21 @@ impl Settings {
     }
 
     /// Tenants whose activities are accepted; empty means "any" (local mode only).
+    /// The folder of the wire logs (see [`JobSettings::wire_log_dir`]), if there is one.
+    pub fn wire_log_dir(&self) -> Option<std::path::PathBuf> {
+        match self.jobs.wire_log_dir.as_deref() {
+            Some("") => None,
+            Some(dir) => Some(dir.into()),
+            None if self.store.url.starts_with("sqlite:") && !self.store.url.contains("memory") => {
+                let options: sqlx::sqlite::SqliteConnectOptions = self.store.url.parse().ok()?;
+                let db = options.get_filename();
+                let name = db.file_name()?.to_str()?;
+                Some(db.with_file_name(format!("{name}.wire")))
+            }
+            None => None,
+        }
+    }
+
     pub fn allowed_tenants(&self) -> Vec<String> {
         if !self.bot.allowed_tenants.is_empty() {
             return self.bot.allowed_tenants.clone();

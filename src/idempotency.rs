@@ -18,10 +18,16 @@ pub const HEADER: &str = "x-fieldbot-idempotency-key";
 
 /// Runs (once per job attempt) right before the first call that must not be repeated: a POST without an
 /// idempotency key on the server's side, named by its operation. The worker uses it to note on the job that
-/// the call may happen.
+/// the call may happen. It may return a [`WireMark`] for the request bodies of the calls that follow.
 pub type SendHook = std::sync::Arc<
-    dyn Fn(&'static str) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync,
+    dyn Fn(&'static str) -> Pin<Box<dyn Future<Output = Result<Option<WireMark>, String>> + Send>>
+        + Send
+        + Sync,
 >;
+
+/// Records, where a crash cannot erase it, that an unrepeatable request is being handed to the socket (see
+/// [`crate::jobs::wire`]). Run once per attempt, right before the first such body is released.
+pub type WireMark = Arc<dyn Fn() -> std::io::Result<()> + Send + Sync>;
 
 struct CallKeys {
     base: String,
@@ -29,6 +35,8 @@ struct CallKeys {
     on_send: Option<SendHook>,
     noted: Arc<AtomicBool>,
     checking: Arc<AtomicBool>,
+    wire: Mutex<Option<WireMark>>,
+    wire_marked: Arc<AtomicBool>,
 }
 
 tokio::task_local! {
@@ -72,6 +80,8 @@ pub async fn scope_checking<F: Future>(
         on_send,
         noted: Arc::clone(&started),
         checking: Arc::clone(&unsure),
+        wire: Mutex::new(None),
+        wire_marked: Arc::new(AtomicBool::new(false)),
     };
     let output = CURRENT.scope(keys, f).await;
     let sends = Sends {
@@ -110,9 +120,84 @@ pub async fn before_unrepeatable_send(op: &'static str) -> Result<(), String> {
         })
         .ok()
         .flatten();
-    match hook {
-        Some(hook) => hook(op).await,
-        None => Ok(()),
+    let Some(hook) = hook else {
+        return Ok(());
+    };
+    let mark = hook(op).await?;
+    let _ = CURRENT.try_with(|keys| {
+        if let Ok(mut wire) = keys.wire.lock() {
+            *wire = mark;
+        }
+    });
+    Ok(())
+}
+
+/// The body of a request that must not be repeated, and whether it has been released to the connection.
+///
+/// A request whose body was never released did not reach the server whole, so it did not happen whatever
+/// error ended it; one released may have. Inside a job noted with a [`WireMark`], the first such body of
+/// the attempt runs the mark right before it is released, and is not released if the mark fails.
+pub fn unrepeatable_body(bytes: Vec<u8>) -> (reqwest::Body, Released) {
+    let released = Released(Arc::new(AtomicBool::new(false)));
+    let mark = CURRENT
+        .try_with(|keys| {
+            let wire = keys.wire.lock().ok()?.clone()?;
+            Some((wire, keys.wire_marked.clone()))
+        })
+        .ok()
+        .flatten();
+    let body = WiredBody {
+        data: Some(bytes::Bytes::from(bytes)),
+        mark,
+        released: released.0.clone(),
+    };
+    (reqwest::Body::wrap(body), released)
+}
+
+/// Whether an [`unrepeatable_body`] went to the connection.
+#[derive(Debug, Clone)]
+pub struct Released(Arc<AtomicBool>);
+
+impl Released {
+    pub fn get(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+struct WiredBody {
+    data: Option<bytes::Bytes>,
+    mark: Option<(WireMark, Arc<AtomicBool>)>,
+    released: Arc<AtomicBool>,
+}
+
+impl http_body::Body for WiredBody {
+    type Data = bytes::Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let Some(data) = self.data.take() else {
+            return std::task::Poll::Ready(None);
+        };
+        if let Some((mark, marked)) = self.mark.take()
+            && !marked.swap(true, Ordering::SeqCst)
+            && let Err(e) = mark()
+        {
+            marked.store(false, Ordering::SeqCst);
+            return std::task::Poll::Ready(Some(Err(e)));
+        }
+        self.released.store(true, Ordering::SeqCst);
+        std::task::Poll::Ready(Some(Ok(http_body::Frame::data(data))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.data.is_none()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.data.as_ref().map_or(0, |d| d.len() as u64))
     }
 }
 
@@ -139,6 +224,7 @@ pub fn next_call_key(op: &'static str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
     use super::*;
 
     #[tokio::test]
@@ -175,7 +261,7 @@ mod tests {
                 let runs = runs.clone();
                 Box::pin(async move {
                     runs.fetch_add(1, Ordering::SeqCst);
-                    Ok(())
+                    Ok(None)
                 })
             })
         };
@@ -213,5 +299,96 @@ mod tests {
         let (seen, sends) = scope_checking("k", None, false, async { checking() }).await;
         assert!(!seen && !sends.unsure && !sends.started);
         assert!(!scope("k", async { checking() }).await);
+    }
+
+    async fn next_frame(body: &mut reqwest::Body) -> Option<Result<Vec<u8>, String>> {
+        use http_body::Body as _;
+        let frame = std::future::poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).await?;
+        Some(
+            frame
+                .map(|f| f.into_data().map(|d| d.to_vec()).unwrap_or_default())
+                .map_err(|e| {
+                    let mut text = e.to_string();
+                    let mut source = std::error::Error::source(&e);
+                    while let Some(cause) = source {
+                        text.push_str(": ");
+                        text.push_str(&cause.to_string());
+                        source = cause.source();
+                    }
+                    text
+                }),
+        )
+    }
+
+    /// A hook that notes nothing and hands out a mark appending to `marks` (failing when `fail` is set).
+    fn marking_hook(marks: Arc<Mutex<Vec<&'static str>>>, fail: Arc<AtomicBool>) -> SendHook {
+        Arc::new(move |op| {
+            let marks = marks.clone();
+            let fail = fail.clone();
+            Box::pin(async move {
+                let mark: WireMark = Arc::new(move || {
+                    if fail.load(Ordering::SeqCst) {
+                        return Err(std::io::Error::other("disk full"));
+                    }
+                    marks.lock().unwrap().push(op);
+                    Ok(())
+                });
+                Ok(Some(mark))
+            })
+        })
+    }
+
+    #[tokio::test]
+    async fn an_attempts_first_unrepeatable_body_is_marked_right_before_it_is_released() {
+        let marks = Arc::new(Mutex::new(Vec::new()));
+        let hook = marking_hook(marks.clone(), Arc::new(AtomicBool::new(false)));
+        scope_with_hook("k", Some(hook), async {
+            before_unrepeatable_send("send").await.unwrap();
+            let (mut first, released) = unrepeatable_body(b"{\"a\":1}".to_vec());
+            assert!(marks.lock().unwrap().is_empty() && !released.get());
+            assert_eq!(
+                next_frame(&mut first).await,
+                Some(Ok(b"{\"a\":1}".to_vec()))
+            );
+            assert_eq!(*marks.lock().unwrap(), ["send"]);
+            assert!(released.get());
+            assert_eq!(next_frame(&mut first).await, None);
+            before_unrepeatable_send("send").await.unwrap();
+            let (mut second, released) = unrepeatable_body(b"{}".to_vec());
+            next_frame(&mut second).await.unwrap().unwrap();
+            assert!(released.get());
+            assert_eq!(marks.lock().unwrap().len(), 1, "one mark per attempt");
+        })
+        .await;
+        let (mut outside, released) = unrepeatable_body(b"{}".to_vec());
+        next_frame(&mut outside).await.unwrap().unwrap();
+        assert!(released.get(), "outside a job there is nothing to mark");
+    }
+
+    #[tokio::test]
+    async fn a_body_whose_mark_fails_is_never_released() {
+        let marks = Arc::new(Mutex::new(Vec::new()));
+        let fail = Arc::new(AtomicBool::new(true));
+        let hook = marking_hook(marks.clone(), fail.clone());
+        scope_with_hook("k", Some(hook), async {
+            before_unrepeatable_send("send").await.unwrap();
+            let (mut body, released) = unrepeatable_body(b"{}".to_vec());
+            let frame = next_frame(&mut body).await;
+            assert!(
+                matches!(&frame, Some(Err(e)) if e.contains("disk full")),
+                "{frame:?}"
+            );
+            assert!(!released.get());
+            fail.store(false, Ordering::SeqCst);
+            let (mut again, released) = unrepeatable_body(b"{}".to_vec());
+            next_frame(&mut again).await.unwrap().unwrap();
+            assert!(released.get());
+            assert_eq!(
+                *marks.lock().unwrap(),
+                ["send"],
+                "the next body marks instead"
+            );
+        })
+        .await;
     }
 }

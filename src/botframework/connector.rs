@@ -414,11 +414,9 @@ impl ConnectorClient {
         if let Some(key) = crate::idempotency::next_call_key(op.name) {
             request = request.header(crate::idempotency::HEADER, key);
         }
-        if let Some(body) = body {
-            request = request.header(CONTENT_TYPE, "application/json").body(body);
-        }
         // Every Connector POST creates something and has no server-side idempotency key.
-        if op.method == Method::POST {
+        let unrepeatable = op.method == Method::POST;
+        if unrepeatable {
             if crate::idempotency::checking() {
                 // An earlier attempt may have posted it, and the Connector cannot look a message up (no GET
                 // of an activity): hold it for an operator rather than risk posting it twice.
@@ -433,12 +431,30 @@ impl ConnectorClient {
                 return Err(ConnectorError::NotSent(e));
             }
         }
+        // After the note above: the body of an unrepeatable call carries the mark the note set up.
+        let mut released = None;
+        if let Some(body) = body {
+            request = request.header(CONTENT_TYPE, "application/json");
+            request = if unrepeatable && !body.is_empty() {
+                let (body, was_released) = crate::idempotency::unrepeatable_body(body);
+                released = Some(was_released);
+                request.body(body)
+            } else {
+                request.body(body)
+            };
+        }
 
         let started = Instant::now();
         let response = match request.send().await {
             Ok(response) => response,
             Err(e) => {
-                let err = classify_send_error(&e);
+                let err = match classify_send_error(&e) {
+                    // Its body never went to the connection: the server did not get the whole request.
+                    ConnectorError::Unconfirmed(why) if released.is_some_and(|r| !r.get()) => {
+                        ConnectorError::NotSent(why)
+                    }
+                    err => err,
+                };
                 let outcome = match &err {
                     ConnectorError::NotSent(_) => "not_sent",
                     ConnectorError::InvalidServiceUrl(_) => "invalid_url",

@@ -543,22 +543,40 @@ impl GraphClient {
         if let Some(key) = &call.key {
             request = request.header(crate::idempotency::HEADER, key);
         }
-        if let Some(body) = &call.body {
-            request = request.json(body);
-        }
         // Creating a draft or sending mail has no server-side idempotency key: a repeat would duplicate it.
-        if matches!(op.name, "create_draft" | "send_mail")
-            && let Err(e) = crate::idempotency::before_unrepeatable_send(op.name).await
+        let unrepeatable = matches!(op.name, "create_draft" | "send_mail");
+        if unrepeatable && let Err(e) = crate::idempotency::before_unrepeatable_send(op.name).await
         {
             record(op, "not_sent", None);
             return Err(GraphError::NotSent(e));
+        }
+        // After the note above: the body of an unrepeatable call carries the mark the note set up.
+        let mut released = None;
+        if let Some(body) = &call.body {
+            request = if unrepeatable {
+                let bytes = serde_json::to_vec(body)
+                    .map_err(|e| GraphError::InvalidRequest(e.to_string()))?;
+                let (body, was_released) = crate::idempotency::unrepeatable_body(bytes);
+                released = Some(was_released);
+                request
+                    .header(http::header::CONTENT_TYPE, "application/json")
+                    .body(body)
+            } else {
+                request.json(body)
+            };
         }
 
         let started = Instant::now();
         let response = match request.send().await {
             Ok(response) => response,
             Err(e) => {
-                let err = classify_send_error(&e);
+                let err = match classify_send_error(&e) {
+                    // Its body never went to the connection: Graph did not get the whole request.
+                    GraphError::Unconfirmed(why) if released.is_some_and(|r| !r.get()) => {
+                        GraphError::NotSent(why)
+                    }
+                    err => err,
+                };
                 let outcome = match &err {
                     GraphError::NotSent(_) => "not_sent",
                     GraphError::InvalidRequest(_) => "invalid_request",

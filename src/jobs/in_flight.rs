@@ -9,32 +9,56 @@
 //! be looked up, so that job is held as unconfirmed for an operator, never sent twice. An attempt that died
 //! before any such call (say, fetching a token) is simply run again.
 
+use std::path::Path;
 use std::sync::Arc;
 
-use crate::idempotency::SendHook;
+use super::wire::WireFile;
+use crate::idempotency::{SendHook, WireMark};
 use crate::store::{Job, Store};
 
 const NOTE_TAIL: &str = ", a call that must not be repeated";
+/// In a note: the attempt had looked up an earlier attempt's call first (see [`TO_CHECK`]).
+const AFTER_LOOKUP: &str = "; after a lookup";
+/// In a note: where the attempt marks its call as it leaves (see [`super::wire`]); always last.
+const WIRE_LOG: &str = "; wire log ";
 
 /// The start of `last_error` on a job whose next attempt must first look up whether an unrepeatable call
 /// of an earlier attempt happened (see [`crate::idempotency::scope_checking`]).
 pub const TO_CHECK: &str = "to be looked up before sending again: ";
 
-fn note(attempt: u32, op: &str) -> String {
-    format!("in flight: attempt {attempt} sent {op}{NOTE_TAIL}")
+fn note(attempt: u32, op: &str, checking: bool, wire: Option<&Path>) -> String {
+    let mut note = format!("in flight: attempt {attempt} sent {op}{NOTE_TAIL}");
+    if checking {
+        note.push_str(AFTER_LOOKUP);
+    }
+    if let Some(wire) = wire {
+        note.push_str(WIRE_LOG);
+        note.push_str(&wire.to_string_lossy());
+    }
+    note
 }
 
-/// The hook the worker runs the effect with: notes the attempt before its first unrepeatable call.
-pub fn hook(store: Arc<dyn Store>, job_id: i64, worker: String, attempt: u32) -> SendHook {
+/// The hook the worker runs the effect with: notes the attempt before its first unrepeatable call, naming
+/// the call, whether the attempt was `checking`, and the `wire` log file the attempt marks its calls in.
+pub fn hook(
+    store: Arc<dyn Store>,
+    job_id: i64,
+    worker: String,
+    attempt: u32,
+    checking: bool,
+    wire: Option<Arc<WireFile>>,
+) -> SendHook {
     Arc::new(move |op| {
         let store = store.clone();
         let worker = worker.clone();
+        let wire = wire.clone();
         Box::pin(async move {
-            match store
-                .note_job_sending(job_id, &worker, &note(attempt, op))
-                .await
-            {
-                Ok(true) => Ok(()),
+            let text = note(attempt, op, checking, wire.as_deref().map(WireFile::path));
+            match store.note_job_sending(job_id, &worker, &text).await {
+                Ok(true) => Ok(wire.map(|file| {
+                    let mark: WireMark = Arc::new(move || file.mark(job_id, attempt));
+                    mark
+                })),
                 Ok(false) => Err("the job's lease was lost before sending".to_owned()),
                 Err(e) => Err(format!("noting the job before sending failed: {e}")),
             }
@@ -45,16 +69,42 @@ pub fn hook(store: Arc<dyn Store>, job_id: i64, worker: String, attempt: u32) ->
 /// What a note written before the notes named their call says instead of the call's name.
 const UNNAMED: &str = "a call";
 
+/// An attempt that died after noting an unrepeatable call.
+#[derive(Debug, PartialEq, Eq)]
+pub struct CutOff<'a> {
+    /// The call it noted.
+    pub op: &'a str,
+    /// The attempt.
+    pub attempt: u32,
+    /// It had looked up an earlier attempt's call before (that one may have happened).
+    pub after_lookup: bool,
+    /// The wire log it marked its calls in.
+    pub wire: Option<&'a Path>,
+}
+
 /// The call the attempt before this one was cut off in, if it died after starting one. A note written by
 /// an earlier version names no call (`UNNAMED`): it cannot be looked up, so such a job is held.
-pub fn cut_off_mid_call(job: &Job) -> Option<&str> {
+pub fn cut_off_mid_call(job: &Job) -> Option<CutOff<'_>> {
     let before = job.attempts.checked_sub(1).filter(|n| *n > 0)?;
     let sent = job
         .last_error
         .as_deref()?
         .strip_prefix(&format!("in flight: attempt {before} sent "))?;
-    sent.strip_suffix(NOTE_TAIL)
-        .or_else(|| (sent == "a call that must not be repeated").then_some(UNNAMED))
+    let (op, rest) = match sent.split_once(NOTE_TAIL) {
+        Some(split) => split,
+        None if sent == "a call that must not be repeated" => (UNNAMED, ""),
+        None => return None,
+    };
+    let (rest, wire) = match rest.split_once(WIRE_LOG) {
+        Some((rest, wire)) => (rest, Some(Path::new(wire))),
+        None => (rest, None),
+    };
+    Some(CutOff {
+        op,
+        attempt: before,
+        after_lookup: rest == AFTER_LOOKUP,
+        wire,
+    })
 }
 
 /// Whether this attempt must look its unrepeatable calls up before making them.
@@ -66,6 +116,7 @@ pub fn to_check(job: &Job) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::store::JobStatus;
 
@@ -88,12 +139,13 @@ mod tests {
 
     #[test]
     fn a_note_names_the_call_and_is_read_back_only_by_the_next_attempt() {
+        let op = |job: &Job| cut_off_mid_call(job).map(|c| c.op.to_owned());
         assert_eq!(
-            cut_off_mid_call(&job(3, Some(note(2, "send_mail")))),
-            Some("send_mail")
+            op(&job(3, Some(note(2, "send_mail", false, None)))),
+            Some("send_mail".to_owned())
         );
-        assert_eq!(cut_off_mid_call(&job(2, Some(note(2, "send_mail")))), None);
-        assert_eq!(cut_off_mid_call(&job(1, Some(note(0, "send_mail")))), None);
+        assert_eq!(op(&job(2, Some(note(2, "send_mail", false, None)))), None);
+        assert_eq!(op(&job(1, Some(note(0, "send_mail", false, None)))), None);
         assert_eq!(cut_off_mid_call(&job(3, Some("HTTP 503".to_owned()))), None);
         assert_eq!(cut_off_mid_call(&job(3, None)), None);
     }
@@ -104,8 +156,29 @@ mod tests {
     fn a_note_from_before_the_calls_were_named_still_counts() {
         let old = "in flight: attempt 2 sent a call that must not be repeated".to_owned();
         let cut_off = job(3, Some(old));
-        assert_eq!(cut_off_mid_call(&cut_off), Some(UNNAMED));
+        let cut = cut_off_mid_call(&cut_off).unwrap();
+        assert_eq!((cut.op, cut.after_lookup, cut.wire), (UNNAMED, false, None));
         assert!(!crate::graph::can_look_up(UNNAMED));
+    }
+
+    #[test]
+    fn a_note_says_where_its_call_was_marked_and_whether_it_followed_a_lookup() {
+        let wire = Path::new("/var/lib/fieldbot/wire/b.1.2.3.0.wire");
+        for checking in [false, true] {
+            let noted = job(3, Some(note(2, "reply_to_activity", checking, Some(wire))));
+            assert_eq!(
+                cut_off_mid_call(&noted),
+                Some(CutOff {
+                    op: "reply_to_activity",
+                    attempt: 2,
+                    after_lookup: checking,
+                    wire: Some(wire),
+                })
+            );
+        }
+        let plain = job(3, Some(note(2, "send_mail", true, None)));
+        let cut = cut_off_mid_call(&plain).unwrap();
+        assert!(cut.after_lookup && cut.wire.is_none());
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod fta;
 mod in_flight;
 mod invite;
 pub mod sync;
+pub mod wire;
 mod worker;
 
 pub use effect::{

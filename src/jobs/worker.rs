@@ -10,6 +10,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 
 use super::effect::{Effect, EffectContext, EffectError, EffectOutcome, base_conversation};
+use super::wire::Wire;
 use crate::botframework::connector::ConnectorError;
 use crate::botframework::retry::RetryPolicy;
 use crate::clock::{Clock, millis};
@@ -31,6 +32,9 @@ pub struct WorkerSettings {
     /// How long after a mail or draft that may have been made its job looks it up: Exchange files a sent
     /// mail in Sent Items a little after accepting it.
     pub check_after: Duration,
+    /// Where attempts mark their unrepeatable calls as they leave, so that one cut off before its call
+    /// left can run again instead of being held (see [`super::wire`]). `None`: such jobs are held.
+    pub wire_log: Option<Arc<super::wire::WireLog>>,
 }
 
 #[derive(Clone)]
@@ -347,24 +351,65 @@ impl Worker {
                 .await;
             return None;
         }
-        if let Some(op) = super::in_flight::cut_off_mid_call(&job) {
+        if let Some(cut) = super::in_flight::cut_off_mid_call(&job) {
+            let wire = cut
+                .wire
+                .map(|path| super::wire::check(path, job.id, cut.attempt));
             let text = format!(
-                "the attempt before was cut off after starting {op}, a call that must not be repeated"
+                "the attempt before was cut off after starting {}, a call that must not be repeated",
+                cut.op
             );
-            if crate::graph::can_look_up(op) {
-                self.check_later(&job, &text).await;
-            } else {
-                tracing::warn!(
-                    error = text,
-                    "a non-idempotent call may have happened; not re-sending it"
-                );
-                self.finish(&job, JobStatus::Unconfirmed, &text).await;
+            match wire {
+                Some(Wire::NeverSent) if !cut.after_lookup => {
+                    // Its wire log shows the request never left: nothing to repeat, so run it as usual.
+                    tracing::warn!(
+                        op = cut.op,
+                        "the attempt before was cut off before its call left; running the job again"
+                    );
+                }
+                Some(Wire::NeverSent) => {
+                    // It never left, but the attempt had been checking an earlier attempt's call, which may
+                    // have happened: this one must check it again.
+                    self.check_later(&job, &format!("{text}, which never left"))
+                        .await;
+                    return None;
+                }
+                _ => {
+                    let text = match wire {
+                        Some(Wire::MayHaveLeft(why)) => format!("{text} ({why})"),
+                        _ => text,
+                    };
+                    if crate::graph::can_look_up(cut.op) {
+                        self.check_later(&job, &text).await;
+                    } else {
+                        tracing::warn!(
+                            error = text,
+                            "a non-idempotent call may have happened; not re-sending it"
+                        );
+                        self.finish(&job, JobStatus::Unconfirmed, &text).await;
+                    }
+                    return None;
+                }
             }
-            return None;
         }
         let checking = super::in_flight::to_check(&job);
-        let on_send =
-            super::in_flight::hook(self.store.clone(), job.id, self.id.clone(), job.attempts);
+        // Held to the end of the job, so a log file that moves on meanwhile outlives the attempt's outcome.
+        let wire_file = match self.settings.wire_log.as_ref().map(|log| log.file()) {
+            Some(Ok(file)) => Some(file),
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "the wire log cannot be opened; this attempt's calls are not marked");
+                None
+            }
+            None => None,
+        };
+        let on_send = super::in_flight::hook(
+            self.store.clone(),
+            job.id,
+            self.id.clone(),
+            job.attempts,
+            checking,
+            wire_file.clone(),
+        );
         let started = Instant::now();
         let (outcome, sends) = effect
             .perform_noting(&self.ctx, &job.idempotency_key, Some(on_send), checking)

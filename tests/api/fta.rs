@@ -702,6 +702,51 @@ async fn assign_on_the_card(app: &TestApp, id: i64) {
 /// and notes on the job of `kind` that its attempt is sending `op`, as the worker does right before the
 /// call; then it dies without recording anything. Returns that job as claimed.
 async fn dies_while_sending(app: &TestApp, kind: &str, op: &str) -> fieldbot::store::Job {
+    dies_noting(app, kind, op, None).await
+}
+
+/// Where a replica killed mid-call got before it died, as its wire log tells (see `fieldbot::jobs::wire`).
+#[derive(Clone, Copy, PartialEq)]
+enum Died {
+    /// Before its request left: no line in its log.
+    BeforeItLeft,
+    /// As its request left: the line is there.
+    AsItLeft,
+}
+
+/// [`dies_while_sending`] for a replica that marked its calls in a wire log: a process that has since died,
+/// with a log in `dir` that holds the job's line or not. Returns the job as claimed.
+async fn dies_with_a_wire_log(
+    app: &TestApp,
+    kind: &str,
+    op: &str,
+    dir: &std::path::Path,
+    died: Died,
+) -> fieldbot::store::Job {
+    let mut doomed = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    let identity = fieldbot::jobs::wire::Identity::of_process(doomed.id()).unwrap();
+    doomed.kill().unwrap();
+    doomed.wait().unwrap();
+    let log = fieldbot::jobs::wire::WireLog::open_as(dir, identity).unwrap();
+    let file = log.file().unwrap();
+    let job = dies_noting(app, kind, op, Some(file.path())).await;
+    if died == Died::AsItLeft {
+        file.mark(job.id, job.attempts).unwrap();
+    }
+    // The log outlives its process: leak it rather than let the drop retire the file.
+    std::mem::forget(log);
+    job
+}
+
+async fn dies_noting(
+    app: &TestApp,
+    kind: &str,
+    op: &str,
+    wire: Option<&std::path::Path>,
+) -> fieldbot::store::Job {
     app.clock.advance(std::time::Duration::from_secs(600));
     let now = app.clock.now();
     let claimed = app
@@ -713,10 +758,13 @@ async fn dies_while_sending(app: &TestApp, kind: &str, op: &str) -> fieldbot::st
         .into_iter()
         .find(|j| j.kind == kind)
         .unwrap_or_else(|| panic!("no {kind} job is due again"));
-    let note = format!(
+    let mut note = format!(
         "in flight: attempt {} sent {op}, a call that must not be repeated",
         job.attempts
     );
+    if let Some(wire) = wire {
+        note.push_str(&format!("; wire log {}", wire.display()));
+    }
     assert!(
         app.store
             .note_job_sending(job.id, "doomed-replica", &note)
@@ -806,6 +854,90 @@ async fn a_status_card_clicked_while_its_post_is_still_in_flight_is_updated() {
         "the refused post only: the cut-off one is not sent again"
     );
     assert_eq!(card_updates(&app).await, 1, "the card shows the assignment");
+}
+
+/// How many times the channel thread (the status card) was posted.
+async fn thread_posts(app: &TestApp) -> usize {
+    app.connector_requests()
+        .await
+        .into_iter()
+        .filter(|r| r.method.as_str() == "POST" && r.url.path() == "/v3/conversations")
+        .count()
+}
+
+/// A replica killed after noting the status card's post but before the post left: its wire log has no line
+/// for it. The job taking over posts the card (once) instead of holding it, and the lead's click updates it.
+#[tokio::test]
+async fn a_status_card_cut_off_before_it_left_is_posted_after_the_crash() {
+    let app = fta_app().await;
+    Mock::given(method("POST"))
+        .and(path("/v3/conversations"))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&app.connector)
+        .await;
+    let id = submit(&app).await;
+    assert_eq!(thread_posts(&app).await, 1, "refused");
+    let logs = tempfile::tempdir().unwrap();
+    dies_with_a_wire_log(
+        &app,
+        "fta_post_thread",
+        "create_channel_thread",
+        logs.path(),
+        Died::BeforeItLeft,
+    )
+    .await;
+
+    app.clock.advance(std::time::Duration::from_secs(120));
+    app.run_pending_jobs().await;
+    assert_eq!(thread_posts(&app).await, 2, "posted again, once");
+    assert_eq!(jobs_held_or_dead(&app).await, 0);
+    assign_on_the_card(&app, id).await;
+    app.run_pending_jobs().await;
+    assert_eq!(card_updates(&app).await, 1, "the card shows the assignment");
+}
+
+/// The same crash a moment later, as the post left (its line is in the log): the card may be in the channel,
+/// so the job is held for an operator, saying why, and not posted again.
+#[tokio::test]
+async fn a_status_card_cut_off_as_it_left_is_held_not_posted_again() {
+    let app = fta_app().await;
+    Mock::given(method("POST"))
+        .and(path("/v3/conversations"))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&app.connector)
+        .await;
+    submit(&app).await;
+    let logs = tempfile::tempdir().unwrap();
+    let post = dies_with_a_wire_log(
+        &app,
+        "fta_post_thread",
+        "create_channel_thread",
+        logs.path(),
+        Died::AsItLeft,
+    )
+    .await;
+
+    app.clock.advance(std::time::Duration::from_secs(120));
+    app.run_pending_jobs().await;
+    assert_eq!(thread_posts(&app).await, 1, "the refused post only");
+    let job = app
+        .store
+        .job_by_key(&post.idempotency_key)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(job.status, fieldbot::store::JobStatus::Unconfirmed);
+    assert!(
+        job.last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("its request was handed to the socket"),
+        "{job:?}"
+    );
 }
 
 /// The sender's mailbox as Graph keeps it: a sent mail is filed with the key it carries, and the search by
@@ -982,6 +1114,40 @@ async fn a_mail_answered_too_late_is_looked_up_and_not_sent_again() {
     assert_eq!(searches(&app).await, 1, "the one unsure mail was looked up");
     // The flow goes on (the leads' mail follows), and no mail went twice.
     assert!(sent_once(&mailbox).starts_with(&first));
+    assert_eq!(jobs_held_or_dead(&app).await, 0);
+}
+
+/// A replica killed after noting a mail but before it left, with a wire log that shows so: the job taking
+/// over sends the mail at once, without waiting to look it up.
+#[tokio::test]
+async fn a_mail_cut_off_before_it_left_is_sent_without_a_lookup() {
+    let app = fta_app().await;
+    let mailbox = mount_mailbox(&app, FirstMail::Refused).await;
+    submit(&app).await;
+    let logs = tempfile::tempdir().unwrap();
+    let mail = dies_with_a_wire_log(
+        &app,
+        "fta_email",
+        "send_mail",
+        logs.path(),
+        Died::BeforeItLeft,
+    )
+    .await;
+
+    app.clock.advance(std::time::Duration::from_secs(120));
+    app.run_pending_jobs().await;
+    let mine = sent_once(&mailbox)
+        .iter()
+        .filter(|k| k.starts_with(&format!("{}#", mail.idempotency_key)))
+        .count();
+    assert_eq!(mine, 1, "sent once, with no wait for a lookup");
+    let searches = app
+        .graph_requests()
+        .await
+        .into_iter()
+        .filter(|r| r.method.as_str() == "GET" && r.url.path().ends_with("/messages"))
+        .count();
+    assert_eq!(searches, 0);
     assert_eq!(jobs_held_or_dead(&app).await, 0);
 }
 

@@ -55,6 +55,41 @@ async fn throttled_replies_wait_for_retry_after_then_go_out() {
     );
 }
 
+/// Each attempt of a reply marks itself in the process's wire log (beside the SQLite database) as its
+/// request leaves, so that a crash after the note and before the request can be told apart.
+#[tokio::test]
+async fn every_attempt_of_a_reply_is_in_the_wire_log() {
+    let app = spawn_app().await;
+    Mock::given(method("POST"))
+        .and(path_regex(REPLY))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&app.connector)
+        .await;
+    app.post_activity(&app.message("help")).await;
+    app.run_pending_jobs().await;
+    app.clock.advance(Duration::from_secs(60));
+    app.run_pending_jobs().await;
+    let done = app
+        .store
+        .jobs_with_status(JobStatus::Done, 10)
+        .await
+        .unwrap();
+    assert_eq!((done.len(), done[0].attempts), (1, 2));
+    let dir = app
+        .settings
+        .wire_log_dir()
+        .expect("a wire log beside SQLite");
+    let mut lines = Vec::new();
+    for file in std::fs::read_dir(&dir).unwrap() {
+        let text = std::fs::read_to_string(file.unwrap().path()).unwrap();
+        lines.extend(text.lines().map(str::to_owned));
+    }
+    let id = done[0].id;
+    assert_eq!(lines, [format!("{id} 1"), format!("{id} 2")]);
+}
+
 #[tokio::test]
 async fn a_503_is_retried_with_backoff_and_then_succeeds() {
     let app = spawn_app().await;

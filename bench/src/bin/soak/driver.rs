@@ -129,6 +129,9 @@ pub struct Report {
     pub drain: Duration,
     /// Idempotent PUTs applied more than once (their answer was lost, so they were sent again).
     pub reapplied_puts: usize,
+    /// Jobs a SIGKILL cut off after their note and before their request left, run again on the word of the
+    /// dead process's wire log (counted in the replicas' logs).
+    pub rerun_after_cut_off: usize,
 }
 
 impl Report {
@@ -225,6 +228,11 @@ impl Report {
             &mut out,
             "mail looked up by key after an unsure send (found)",
             format!("{} ({})", f.mail_searches, f.mail_found),
+        );
+        row(
+            &mut out,
+            "cut off by a SIGKILL before the call left, run again (wire log)",
+            self.rerun_after_cut_off.to_string(),
         );
         row(
             &mut out,
@@ -379,7 +387,11 @@ impl Cluster {
                 c.env_remove(key);
             }
         }
-        let env: [(&str, String); 25] = [
+        // One folder for every replica's wire log: a replica restarted after a SIGKILL, or the other one,
+        // reads the dead one's log to tell a call cut off before it left.
+        let wire = self.setup.log_dir.join("wire").display().to_string();
+        let env: [(&str, String); 26] = [
+            ("FIELDBOT__JOBS__WIRE_LOG_DIR", wire),
             ("FIELDBOT__BOT__APP_ID", APP_ID.into()),
             ("FIELDBOT__BOT__APP_PASSWORD", "soak-app-password".into()),
             ("FIELDBOT__BOT__TENANT_ID", TENANT_ID.into()),
@@ -702,6 +714,21 @@ impl Ctx {
     }
 }
 
+/// What fieldbot logs when a job cut off mid-call is run again because its call never left.
+const RERUN_LOG_LINE: &str = "cut off before its call left";
+
+/// Lines containing `needle` in every replica's log.
+fn count_in_logs(dir: &std::path::Path, needle: &str) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .map(|text| text.lines().filter(|l| l.contains(needle)).count())
+        .sum()
+}
+
 /// The whole soak: start, load, kills, drain, count.
 pub async fn run(setup: Setup, plan: Plan) -> Result<Report, String> {
     let started = Instant::now();
@@ -868,6 +895,7 @@ pub async fn run(setup: Setup, plan: Plan) -> Result<Report, String> {
         approvals_missing: approvals_missing.load(Ordering::Relaxed),
         load,
         drain: drain_time,
+        rerun_after_cut_off: count_in_logs(&ctx.cluster.setup.log_dir, RERUN_LOG_LINE),
         ..Report::default()
     };
     let mut expected: BTreeSet<String> = BTreeSet::new();
