@@ -83,6 +83,7 @@ pub async fn run(settings: &Settings) -> Vec<Check> {
         },
     ));
     checks.push(store_check(settings).await);
+    checks.push(wire_log_check(settings));
     checks.push(
         match crate::templates::Templates::load_or_embedded(
             std::path::Path::new("config/templates"),
@@ -182,6 +183,35 @@ async fn store_check(settings: &Settings) -> Check {
             ),
         ),
         Err(e) => Check::new("store", Status::Fail, format!("{redacted}: {e}")),
+    }
+}
+
+fn wire_log_check(settings: &Settings) -> Check {
+    let Some(dir) = settings.wire_log_dir() else {
+        return Check::new(
+            "wire log",
+            Status::Warn,
+            "no wire log (jobs.wire_log_dir is empty, or unset with PostgreSQL): a job a crash cuts off right after noting a Connector message is held \
+             for an operator even when the message never left",
+        );
+    };
+    match crate::jobs::wire::probe(&dir) {
+        Ok(()) => Check::new(
+            "wire log",
+            Status::Ok,
+            format!(
+                "{}: a job a crash cuts off before its call left is run again",
+                dir.display()
+            ),
+        ),
+        Err(e) => Check::new(
+            "wire log",
+            Status::Warn,
+            format!(
+                "{}: {e}; a job a crash cuts off mid-call will be held for an operator",
+                dir.display()
+            ),
+        ),
     }
 }
 

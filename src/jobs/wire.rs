@@ -10,12 +10,14 @@
 //! whose line is missing from its log is a call that never left, and the job can simply run again.
 //!
 //! The log is trusted only when nothing can have hidden a line: the machine has not rebooted since (the
-//! page cache would be gone), the checker sees the same process namespace (so the writer's pid means the
-//! same process), and that process is no longer running (it can no longer write). Anything else, or a log
-//! that is missing, answers "may have left", and the job is held as before: the log can only spare a
-//! hold, never cause a repeat.
+//! page cache would be gone), and the process that wrote it no longer runs, so it can no longer write.
+//! A writer holds an exclusive lock (`flock`) on its log file for as long as it has the file open, and the
+//! kernel drops the lock when the process dies, however it dies; a checker that gets a shared lock knows
+//! the writer is gone. This works across process namespaces (a container restarted with its volume) and
+//! needs no pid. Anything else, or a log that is missing, answers "may have left", and the job is held as
+//! before: the log can only spare a hold, never cause a repeat.
 
-use std::fs::{File, OpenOptions};
+use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -32,59 +34,13 @@ const KEEP_DEAD: Duration = Duration::from_secs(7 * 24 * 3600);
 
 const SUFFIX: &str = "wire";
 
-/// Which process wrote a log, in terms that say whether it can still write: the boot (the page cache
-/// lasts as long), the process namespace (what a pid means) and the pid with its start time (pids are
-/// reused; the pair is not).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identity {
-    boot: String,
-    namespace: u64,
-    pid: u32,
-    start: u64,
-}
-
-impl Identity {
-    /// This process.
-    pub fn current() -> io::Result<Self> {
-        Self::of_process(std::process::id())
-    }
-
-    /// A running process on this machine, as seen from this process's namespace.
-    pub fn of_process(pid: u32) -> io::Result<Self> {
-        Ok(Self {
-            boot: boot_id()?,
-            namespace: pid_namespace()?,
-            pid,
-            start: start_time(pid)?.ok_or_else(|| {
-                io::Error::new(io::ErrorKind::NotFound, format!("no process {pid}"))
-            })?,
-        })
-    }
-
-    fn file_name(&self, seq: u32) -> String {
-        format!(
-            "{}.{}.{}.{}.{seq}.{SUFFIX}",
-            self.boot, self.namespace, self.pid, self.start
-        )
-    }
-
-    fn from_file_name(name: &str) -> Option<Self> {
-        let mut parts = name.strip_suffix(SUFFIX)?.strip_suffix('.')?.split('.');
-        let identity = Self {
-            boot: parts.next()?.to_owned(),
-            namespace: parts.next()?.parse().ok()?,
-            pid: parts.next()?.parse().ok()?,
-            start: parts.next()?.parse().ok()?,
-        };
-        parts.next()?.parse::<u32>().ok()?;
-        parts.next().is_none().then_some(identity)
-    }
-}
-
-/// This process's wire log, in a folder that processes restarted on this machine share.
+/// This process's wire log, in a folder that processes restarted on this machine share. Its files stay
+/// when it closes (a process that stops cleanly leaves them as a killed one would); the next process to
+/// open a log in the folder removes those of dead processes once they are a week old.
 pub struct WireLog {
     dir: PathBuf,
-    identity: Identity,
+    /// `<boot id>.<process instance>`: the boot, for the reader; the instance keeps processes apart.
+    prefix: String,
     seq: AtomicU32,
     current: Mutex<Arc<WireFile>>,
 }
@@ -96,20 +52,16 @@ impl std::fmt::Debug for WireLog {
 }
 
 impl WireLog {
-    /// Opens this process's log in `dir` (created if missing), removing dead processes' logs older than a
-    /// week.
+    /// Opens a log for this process in `dir` (created if missing), removing dead processes' logs older than
+    /// a week.
     pub fn open(dir: &Path) -> io::Result<Self> {
-        Self::open_as(dir, Identity::current()?)
-    }
-
-    /// [`WireLog::open`] under another process's identity: what that process would have written (tests).
-    pub fn open_as(dir: &Path, identity: Identity) -> io::Result<Self> {
         std::fs::create_dir_all(dir)?;
-        remove_stale(dir, &identity);
-        let first = WireFile::create(dir.join(identity.file_name(0)))?;
+        remove_stale(dir);
+        let prefix = format!("{}.{}", boot_id()?, uuid::Uuid::new_v4().simple());
+        let first = WireFile::create(dir.join(format!("{prefix}.0.{SUFFIX}")))?;
         Ok(Self {
             dir: dir.to_owned(),
-            identity,
+            prefix,
             seq: AtomicU32::new(0),
             current: Mutex::new(Arc::new(first)),
         })
@@ -125,20 +77,12 @@ impl WireLog {
         if current.len.load(Ordering::Relaxed) >= ROTATE_BYTES {
             let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
             let next = Arc::new(WireFile::create(
-                self.dir.join(self.identity.file_name(seq)),
+                self.dir.join(format!("{}.{seq}.{SUFFIX}", self.prefix)),
             )?);
             current.retired.store(true, Ordering::Relaxed);
             *current = next;
         }
         Ok(current.clone())
-    }
-}
-
-impl Drop for WireLog {
-    fn drop(&mut self) {
-        if let Ok(current) = self.current.lock() {
-            current.retired.store(true, Ordering::Relaxed);
-        }
     }
 }
 
@@ -155,6 +99,8 @@ pub struct WireFile {
 impl WireFile {
     fn create(path: PathBuf) -> io::Result<Self> {
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        // Held until the file is closed: by the kernel, when this process dies.
+        file.try_lock().map_err(io::Error::from)?;
         let len = file.metadata()?.len();
         Ok(Self {
             path,
@@ -188,6 +134,15 @@ impl Drop for WireFile {
     }
 }
 
+/// Whether a wire log can be kept in `dir`: it can be created, written and locked there (`fieldbot doctor`).
+pub fn probe(dir: &Path) -> io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join(format!(".probe-{}", uuid::Uuid::new_v4().simple()));
+    let result = WireFile::create(path.clone()).and_then(|file| file.mark(0, 0));
+    let _ = std::fs::remove_file(&path);
+    result
+}
+
 /// What a wire log says about an attempt that was cut off after noting an unrepeatable call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Wire {
@@ -201,39 +156,38 @@ pub enum Wire {
 /// the wire.
 pub fn check(path: &Path, job: i64, attempt: u32) -> Wire {
     let may = |why: &str| Wire::MayHaveLeft(why.to_owned());
-    let Some(writer) = path
+    let Some(boot) = path
         .file_name()
         .and_then(|n| n.to_str())
-        .and_then(Identity::from_file_name)
+        .and_then(writer_boot)
     else {
         return may("the note names no wire log");
     };
-    match (boot_id(), pid_namespace()) {
-        (Ok(boot), _) if boot != writer.boot => {
+    match boot_id() {
+        Ok(now) if now == boot => {}
+        Ok(_) => {
             return may(
                 "the machine restarted since, which may have lost the wire log's last lines",
             );
         }
-        (_, Ok(namespace)) if namespace != writer.namespace => {
-            return may("the process that sent it ran in another process namespace");
-        }
-        (Err(_), _) | (_, Err(_)) => {
-            return may("this system cannot tell which processes are alive");
-        }
-        _ => {}
+        Err(_) => return may("this system cannot tell whether it restarted"),
     }
-    match start_time(writer.pid) {
-        Ok(Some(start)) if start == writer.start => {
-            return may("the process that sent it is still running");
-        }
-        Err(_) => return may("cannot tell whether the process that sent it is still running"),
-        _ => {}
-    }
-    // The writer is dead: its log is final.
-    let content = match std::fs::read(path) {
-        Ok(content) => content,
+    let mut file = match File::open(path) {
+        Ok(file) => file,
         Err(_) => return may("its wire log is gone"),
     };
+    match file.try_lock_shared() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => return may("the process that sent it is still running"),
+        Err(TryLockError::Error(_)) => {
+            return may("cannot tell whether the process that sent it is still running");
+        }
+    }
+    // The writer is gone: its log is final.
+    let mut content = Vec::new();
+    if io::Read::read_to_end(&mut file, &mut content).is_err() {
+        return may("its wire log cannot be read");
+    }
     let line = format!("{job} {attempt}");
     if content.split(|b| *b == b'\n').any(|l| l == line.as_bytes()) {
         may("its request was handed to the socket")
@@ -242,27 +196,43 @@ pub fn check(path: &Path, job: i64, attempt: u32) -> Wire {
     }
 }
 
-fn remove_stale(dir: &Path, me: &Identity) {
+/// The boot a log file's name says it was written in.
+fn writer_boot(name: &str) -> Option<&str> {
+    let mut parts = name.strip_suffix(SUFFIX)?.strip_suffix('.')?.split('.');
+    let boot = parts.next()?;
+    parts.next()?;
+    parts.next()?.parse::<u32>().ok()?;
+    parts.next().is_none().then_some(boot)
+}
+
+/// Whether the process that wrote the log at `path` is gone (its lock is free).
+fn abandoned(path: &Path) -> bool {
+    File::open(path).is_ok_and(|f| f.try_lock_shared().is_ok())
+}
+
+fn remove_stale(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
     let now = SystemTime::now();
     for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(writer) = name.to_str().and_then(Identity::from_file_name) else {
+        let path = entry.path();
+        if path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(writer_boot)
+            .is_none()
+        {
             continue;
-        };
+        }
         let old = entry
             .metadata()
             .and_then(|m| m.modified())
             .ok()
             .and_then(|m| now.duration_since(m).ok())
             .is_some_and(|age| age > KEEP_DEAD);
-        let running = writer.boot == me.boot
-            && writer.namespace == me.namespace
-            && start_time(writer.pid).ok().flatten() == Some(writer.start);
-        if old && !running {
-            let _ = std::fs::remove_file(entry.path());
+        if old && abandoned(&path) {
+            let _ = std::fs::remove_file(&path);
         }
     }
 }
@@ -272,71 +242,36 @@ fn boot_id() -> io::Result<String> {
     Ok(id.trim().to_owned())
 }
 
-/// The inode of this process's pid namespace (`/proc/self/ns/pid` reads `pid:[4026531836]`).
-fn pid_namespace() -> io::Result<u64> {
-    let link = std::fs::read_link("/proc/self/ns/pid")?;
-    link.to_str()
-        .and_then(|l| l.strip_prefix("pid:["))
-        .and_then(|l| l.strip_suffix(']'))
-        .and_then(|n| n.parse().ok())
-        .ok_or_else(|| io::Error::other(format!("unexpected pid namespace {}", link.display())))
-}
-
-/// When process `pid` started (clock ticks since boot, field 22 of `/proc/<pid>/stat`), or `None` when
-/// there is no such process.
-fn start_time(pid: u32) -> io::Result<Option<u64>> {
-    let stat = match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    // The command name (field 2) may hold spaces and parentheses; the fields after its last `)` do not.
-    stat.rsplit_once(')')
-        .and_then(|(_, rest)| rest.split_whitespace().nth(19))
-        .and_then(|s| s.parse().ok())
-        .map(Some)
-        .ok_or_else(|| io::Error::other(format!("unreadable /proc/{pid}/stat")))
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
     use super::*;
 
-    /// A process that ran and is gone, as its wire log names it.
-    fn dead_process() -> Identity {
-        let mut child = std::process::Command::new("sleep")
-            .arg("30")
-            .spawn()
-            .unwrap();
-        let identity = Identity::of_process(child.id()).unwrap();
-        child.kill().unwrap();
-        child.wait().unwrap();
-        identity
+    /// A log whose process is gone: closed (its lock released) with its files left behind.
+    fn dead_log(dir: &Path, lines: &[(i64, u32)]) -> PathBuf {
+        let log = WireLog::open(dir).unwrap();
+        let file = log.file().unwrap();
+        for (job, attempt) in lines {
+            file.mark(*job, *attempt).unwrap();
+        }
+        file.path().to_owned()
     }
 
     #[test]
     fn a_dead_processs_log_tells_a_call_that_never_left_from_one_that_may_have() {
         let dir = tempfile::tempdir().unwrap();
-        let log = WireLog::open_as(dir.path(), dead_process()).unwrap();
-        let file = log.file().unwrap();
-        file.mark(7, 2).unwrap();
-        file.mark(17, 1).unwrap();
+        let path = dead_log(dir.path(), &[(7, 2), (17, 1)]);
         assert!(matches!(
-            check(file.path(), 7, 2),
+            check(&path, 7, 2),
             Wire::MayHaveLeft(why) if why.contains("handed to the socket")
         ));
-        assert_eq!(check(file.path(), 7, 1), Wire::NeverSent);
-        assert_eq!(
-            check(file.path(), 1, 2),
-            Wire::NeverSent,
-            "not a prefix match"
-        );
-        assert_eq!(check(file.path(), 71, 2), Wire::NeverSent);
+        assert_eq!(check(&path, 7, 1), Wire::NeverSent);
+        assert_eq!(check(&path, 1, 2), Wire::NeverSent, "not a prefix match");
+        assert_eq!(check(&path, 71, 2), Wire::NeverSent);
     }
 
     #[test]
-    fn a_running_processs_log_proves_nothing() {
+    fn a_log_still_open_proves_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let log = WireLog::open(dir.path()).unwrap();
         let file = log.file().unwrap();
@@ -344,30 +279,33 @@ mod tests {
             check(file.path(), 7, 2),
             Wire::MayHaveLeft(why) if why.contains("still running")
         ));
+        drop(file);
+        drop(log);
+        let path = std::fs::read_dir(dir.path())
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        assert_eq!(
+            check(&path, 7, 2),
+            Wire::NeverSent,
+            "closed: its writer is gone"
+        );
     }
 
     #[test]
-    fn a_log_from_before_a_reboot_or_another_namespace_or_gone_proves_nothing() {
+    fn a_log_from_before_a_reboot_or_gone_proves_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let dead = dead_process();
-        let rebooted = Identity {
-            boot: "00000000-0000-0000-0000-000000000000".to_owned(),
-            ..dead.clone()
-        };
-        let elsewhere = Identity {
-            namespace: dead.namespace + 1,
-            ..dead.clone()
-        };
-        for (identity, why) in [(rebooted, "restarted"), (elsewhere, "namespace")] {
-            let log = WireLog::open_as(dir.path(), identity).unwrap();
-            let file = log.file().unwrap();
-            assert!(
-                matches!(check(file.path(), 7, 2), Wire::MayHaveLeft(w) if w.contains(why)),
-                "{why}"
-            );
-        }
-        let gone = dir.path().join(dead.file_name(3));
-        assert!(matches!(check(&gone, 7, 2), Wire::MayHaveLeft(w) if w.contains("gone")));
+        let path = dead_log(dir.path(), &[]);
+        let name = path.file_name().unwrap().to_str().unwrap();
+        let (_, rest) = name.split_once('.').unwrap();
+        let rebooted = dir
+            .path()
+            .join(format!("00000000-0000-0000-0000-000000000000.{rest}"));
+        std::fs::rename(&path, &rebooted).unwrap();
+        assert!(matches!(check(&rebooted, 7, 2), Wire::MayHaveLeft(w) if w.contains("restarted")));
+        assert!(matches!(check(&path, 7, 2), Wire::MayHaveLeft(w) if w.contains("gone")));
         assert!(matches!(
             check(&dir.path().join("notes.txt"), 7, 2),
             Wire::MayHaveLeft(w) if w.contains("names no wire log")
@@ -377,7 +315,7 @@ mod tests {
     #[test]
     fn a_full_log_moves_on_and_the_old_file_goes_when_its_last_attempt_ends() {
         let dir = tempfile::tempdir().unwrap();
-        let log = WireLog::open_as(dir.path(), dead_process()).unwrap();
+        let log = WireLog::open(dir.path()).unwrap();
         let first = log.file().unwrap();
         first.len.store(ROTATE_BYTES, Ordering::Relaxed);
         let second = log.file().unwrap();
@@ -389,27 +327,23 @@ mod tests {
         assert_eq!(log.file().unwrap().path(), second.path());
         let current = second.path().to_owned();
         drop(second);
-        assert!(
-            current.exists(),
-            "the current file stays while the log is open"
-        );
+        drop(log);
+        assert!(current.exists(), "the current file outlives the process");
     }
 
     #[test]
     fn only_old_logs_of_dead_processes_are_swept() {
         let dir = tempfile::tempdir().unwrap();
-        let dead = dead_process();
-        let old = dir.path().join(dead.file_name(0));
-        let young = dir.path().join(dead.file_name(1));
-        let mine = dir.path().join(Identity::current().unwrap().file_name(9));
+        let old = dead_log(dir.path(), &[]);
+        let young = dead_log(dir.path(), &[]);
+        let running = WireLog::open(dir.path()).unwrap();
+        let open = running.file().unwrap().path().to_owned();
         let other = dir.path().join("README");
-        for path in [&old, &young, &mine, &other] {
-            File::create(path).unwrap();
-        }
+        File::create(&other).unwrap();
         let week_ago = SystemTime::now() - KEEP_DEAD - Duration::from_secs(60);
-        for path in [&old, &mine, &other] {
+        for path in [&old, &open, &other] {
             File::options()
-                .write(true)
+                .append(true)
                 .open(path)
                 .unwrap()
                 .set_modified(week_ago)
@@ -417,21 +351,27 @@ mod tests {
         }
         let _log = WireLog::open(dir.path()).unwrap();
         assert!(!old.exists());
-        assert!(young.exists() && mine.exists() && other.exists());
+        assert!(young.exists() && open.exists() && other.exists());
     }
 
     #[test]
-    fn file_names_carry_the_writer() {
-        let me = Identity::current().unwrap();
-        assert_eq!(Identity::from_file_name(&me.file_name(4)), Some(me));
-        for bad in [
-            "x.wire",
-            "a.1.2.3.wire",
-            "a.b.2.3.4.wire",
-            "a.1.2.3.4.5.wire",
-            "a.1.2.3.4",
-        ] {
-            assert_eq!(Identity::from_file_name(bad), None, "{bad}");
+    fn a_probe_leaves_nothing_behind_and_fails_where_no_log_can_be_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        probe(&dir.path().join("wire")).unwrap();
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("wire")).unwrap().count(),
+            0
+        );
+        let file = dir.path().join("a-file");
+        File::create(&file).unwrap();
+        assert!(probe(&file.join("wire")).is_err());
+    }
+
+    #[test]
+    fn file_names_carry_the_boot() {
+        assert_eq!(writer_boot("b-1.f00.4.wire"), Some("b-1"));
+        for bad in ["x.wire", "b.f.wire", "b.f.x.wire", "b.f.1.2.wire", "b.f.1"] {
+            assert_eq!(writer_boot(bad), None, "{bad}");
         }
     }
 }

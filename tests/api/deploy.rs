@@ -145,6 +145,57 @@ fn deployment_runs_two_probed_limited_non_root_replicas() {
     assert_eq!(strings(&own["capabilities"]["drop"]), ["ALL"]);
 }
 
+/// The wire log sits on a writable volume that outlives a container restart, in both the Deployment and
+/// Compose (the root filesystem is read-only in both).
+#[test]
+fn the_wire_log_is_kept_on_a_volume_that_outlives_a_restart() {
+    let config = only_doc(&format!("{K8S}/configmap.yaml"), "ConfigMap");
+    let dir = config["data"]["FIELDBOT__JOBS__WIRE_LOG_DIR"]
+        .as_str()
+        .expect("the ConfigMap sets the wire log folder");
+    let d = deployment();
+    let mount = container(&d)["volumeMounts"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .find(|m| {
+            dir.starts_with(m["mountPath"].as_str().unwrap())
+                && m["mountPath"].as_str() != Some("/tmp")
+        })
+        .expect("a volume holds the wire log");
+    assert_ne!(mount["readOnly"].as_bool(), Some(true));
+    let volume = d["spec"]["template"]["spec"]["volumes"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"].as_str() == mount["name"].as_str())
+        .unwrap();
+    assert!(
+        !volume["emptyDir"].is_badvalue(),
+        "an emptyDir outlives a container restart"
+    );
+
+    let compose = &yaml("deploy/docker-compose.yml")[0];
+    let fieldbot = &compose["services"]["fieldbot"];
+    let env = env_pairs(&fieldbot["environment"]);
+    let (_, dir) = env
+        .iter()
+        .find(|(k, _)| k == "FIELDBOT__JOBS__WIRE_LOG_DIR")
+        .expect("Compose sets the wire log folder");
+    let named = strings(&fieldbot["volumes"])
+        .into_iter()
+        .find_map(|v| {
+            let (name, path) = v.split_once(':')?;
+            dir.starts_with(path).then_some(name)
+        })
+        .expect("a volume holds the wire log (tmpfs does not outlive a restart)");
+    assert!(compose["volumes"][named].as_hash().is_some() || compose["volumes"][named].is_null());
+    assert!(
+        read("deploy/Dockerfile").contains("chown 10001:10001 /app/data"),
+        "the volume starts owned by the user fieldbot runs as"
+    );
+}
+
 #[test]
 fn deployment_takes_secrets_from_a_secret_only() {
     let d = deployment();

@@ -117,3 +117,32 @@ async fn doctor_reports_an_unmigrated_store() {
         "{checks:?}"
     );
 }
+
+#[tokio::test]
+async fn doctor_says_where_the_wire_log_is_and_when_there_is_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings =
+        fieldbot::config::Settings::load_from(None, std::path::Path::new("config"), Vec::new())
+            .unwrap();
+    settings.store.url = format!("sqlite://{}", dir.path().join("f.db").display());
+    let wire =
+        |checks: Vec<doctor::Check>| checks.into_iter().find(|c| c.name == "wire log").unwrap();
+    let found = wire(doctor::run(&settings).await);
+    assert_eq!(found.status, Status::Ok, "{}", found.detail);
+    assert!(found.detail.contains("f.db.wire"), "{}", found.detail);
+
+    // A folder that cannot be made (its parent is a file): a warning, not a failure.
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    settings.jobs.wire_log_dir = Some(file.join("wire").display().to_string());
+    assert_eq!(wire(doctor::run(&settings).await).status, Status::Warn);
+
+    settings.jobs.wire_log_dir = Some(String::new());
+    let off = wire(doctor::run(&settings).await);
+    assert_eq!(off.status, Status::Warn);
+    assert!(
+        off.detail.contains("held for an operator"),
+        "{}",
+        off.detail
+    );
+}

@@ -714,8 +714,8 @@ enum Died {
     AsItLeft,
 }
 
-/// [`dies_while_sending`] for a replica that marked its calls in a wire log: a process that has since died,
-/// with a log in `dir` that holds the job's line or not. Returns the job as claimed.
+/// [`dies_while_sending`] for a replica that marked its calls in a wire log in `dir`, holding the job's line
+/// or not. Returns the job as claimed.
 async fn dies_with_a_wire_log(
     app: &TestApp,
     kind: &str,
@@ -723,21 +723,15 @@ async fn dies_with_a_wire_log(
     dir: &std::path::Path,
     died: Died,
 ) -> fieldbot::store::Job {
-    let mut doomed = std::process::Command::new("sleep")
-        .arg("30")
-        .spawn()
-        .unwrap();
-    let identity = fieldbot::jobs::wire::Identity::of_process(doomed.id()).unwrap();
-    doomed.kill().unwrap();
-    doomed.wait().unwrap();
-    let log = fieldbot::jobs::wire::WireLog::open_as(dir, identity).unwrap();
+    let log = fieldbot::jobs::wire::WireLog::open(dir).unwrap();
     let file = log.file().unwrap();
     let job = dies_noting(app, kind, op, Some(file.path())).await;
     if died == Died::AsItLeft {
         file.mark(job.id, job.attempts).unwrap();
     }
-    // The log outlives its process: leak it rather than let the drop retire the file.
-    std::mem::forget(log);
+    // Dies: its log is closed, which releases the lock a living writer holds, and left behind.
+    drop(file);
+    drop(log);
     job
 }
 
