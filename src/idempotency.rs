@@ -25,9 +25,20 @@ pub type SendHook = std::sync::Arc<
         + Sync,
 >;
 
-/// Records, where a crash cannot erase it, that an unrepeatable request is being handed to the socket (see
-/// [`crate::jobs::wire`]). Run once per attempt, right before the first such body is released.
-pub type WireMark = Arc<dyn Fn() -> std::io::Result<()> + Send + Sync>;
+/// Records, where a crash cannot erase it, what became of an attempt's unrepeatable requests (see
+/// [`crate::jobs::wire`]).
+pub type WireMark = Arc<dyn Fn(WireEvent) -> std::io::Result<()> + Send + Sync>;
+
+/// What a [`WireMark`] records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WireEvent {
+    /// The attempt's first unrepeatable request (or its first since a refusal) is being handed to the
+    /// socket. Run right before its body is released.
+    Leaving,
+    /// The server answered that request without doing it (a non-2xx status): as far as the wire goes, the
+    /// attempt is back to having sent nothing. The next unrepeatable request marks itself again.
+    Refused,
+}
 
 struct CallKeys {
     base: String,
@@ -138,36 +149,62 @@ pub async fn before_unrepeatable_send(op: &'static str) -> Result<(), String> {
 /// error ended it; one released may have. Inside a job noted with a [`WireMark`], the first such body of
 /// the attempt runs the mark right before it is released, and is not released if the mark fails.
 pub fn unrepeatable_body(bytes: Vec<u8>) -> (reqwest::Body, Released) {
-    let released = Released(Arc::new(AtomicBool::new(false)));
-    let mark = CURRENT
-        .try_with(|keys| {
-            let wire = keys.wire.lock().ok()?.clone()?;
-            Some((wire, keys.wire_marked.clone()))
-        })
-        .ok()
-        .flatten();
+    let released = Released {
+        released: Arc::new(AtomicBool::new(false)),
+        marked_here: Arc::new(AtomicBool::new(false)),
+        mark: CURRENT
+            .try_with(|keys| {
+                let wire = keys.wire.lock().ok()?.clone()?;
+                Some((wire, keys.wire_marked.clone()))
+            })
+            .ok()
+            .flatten(),
+    };
     let body = WiredBody {
         data: Some(bytes::Bytes::from(bytes)),
-        mark,
-        released: released.0.clone(),
+        released: released.clone(),
     };
     (reqwest::Body::wrap(body), released)
 }
 
-/// Whether an [`unrepeatable_body`] went to the connection.
-#[derive(Debug, Clone)]
-pub struct Released(Arc<AtomicBool>);
+/// Whether an [`unrepeatable_body`] went to the connection, and the wire mark it answers to.
+#[derive(Clone)]
+pub struct Released {
+    released: Arc<AtomicBool>,
+    /// This body wrote the attempt's [`WireEvent::Leaving`].
+    marked_here: Arc<AtomicBool>,
+    mark: Option<(WireMark, Arc<AtomicBool>)>,
+}
+
+impl std::fmt::Debug for Released {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Released")
+            .field("released", &self.get())
+            .finish_non_exhaustive()
+    }
+}
 
 impl Released {
     pub fn get(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+        self.released.load(Ordering::SeqCst)
+    }
+
+    /// The server answered this request without doing it. If its body is the one that marked the attempt
+    /// as having sent something, the wire log says so at once: a crash before the answer is recorded then
+    /// leaves nothing unsure. (A failed write leaves the mark standing: the job is held, as without a log.)
+    pub fn refused(&self) {
+        if let Some((mark, marked)) = &self.mark
+            && self.marked_here.swap(false, Ordering::SeqCst)
+            && mark(WireEvent::Refused).is_ok()
+        {
+            marked.store(false, Ordering::SeqCst);
+        }
     }
 }
 
 struct WiredBody {
     data: Option<bytes::Bytes>,
-    mark: Option<(WireMark, Arc<AtomicBool>)>,
-    released: Arc<AtomicBool>,
+    released: Released,
 }
 
 impl http_body::Body for WiredBody {
@@ -181,14 +218,16 @@ impl http_body::Body for WiredBody {
         let Some(data) = self.data.take() else {
             return std::task::Poll::Ready(None);
         };
-        if let Some((mark, marked)) = self.mark.take()
+        if let Some((mark, marked)) = &self.released.mark
             && !marked.swap(true, Ordering::SeqCst)
-            && let Err(e) = mark()
         {
-            marked.store(false, Ordering::SeqCst);
-            return std::task::Poll::Ready(Some(Err(e)));
+            if let Err(e) = mark(WireEvent::Leaving) {
+                marked.store(false, Ordering::SeqCst);
+                return std::task::Poll::Ready(Some(Err(e)));
+            }
+            self.released.marked_here.store(true, Ordering::SeqCst);
         }
-        self.released.store(true, Ordering::SeqCst);
+        self.released.released.store(true, Ordering::SeqCst);
         std::task::Poll::Ready(Some(Ok(http_body::Frame::data(data))))
     }
 
@@ -326,11 +365,14 @@ mod tests {
             let marks = marks.clone();
             let fail = fail.clone();
             Box::pin(async move {
-                let mark: WireMark = Arc::new(move || {
+                let mark: WireMark = Arc::new(move |event| {
                     if fail.load(Ordering::SeqCst) {
                         return Err(std::io::Error::other("disk full"));
                     }
-                    marks.lock().unwrap().push(op);
+                    marks.lock().unwrap().push(match event {
+                        WireEvent::Leaving => op,
+                        WireEvent::Refused => "refused",
+                    });
                     Ok(())
                 });
                 Ok(Some(mark))
@@ -388,6 +430,34 @@ mod tests {
                 ["send"],
                 "the next body marks instead"
             );
+        })
+        .await;
+    }
+
+    /// A refusal clears the mark only when it answers the request that made it; the next request marks
+    /// itself again.
+    #[tokio::test]
+    async fn a_refused_request_takes_back_its_own_mark_only() {
+        let marks = Arc::new(Mutex::new(Vec::new()));
+        let hook = marking_hook(marks.clone(), Arc::new(AtomicBool::new(false)));
+        scope_with_hook("k", Some(hook), async {
+            before_unrepeatable_send("send").await.unwrap();
+            let (mut first, first_released) = unrepeatable_body(b"{}".to_vec());
+            next_frame(&mut first).await.unwrap().unwrap();
+            let (mut second, second_released) = unrepeatable_body(b"{}".to_vec());
+            next_frame(&mut second).await.unwrap().unwrap();
+            second_released.refused();
+            assert_eq!(
+                *marks.lock().unwrap(),
+                ["send"],
+                "the first request may still have left"
+            );
+            first_released.refused();
+            first_released.refused();
+            assert_eq!(*marks.lock().unwrap(), ["send", "refused"]);
+            let (mut third, _) = unrepeatable_body(b"{}".to_vec());
+            next_frame(&mut third).await.unwrap().unwrap();
+            assert_eq!(*marks.lock().unwrap(), ["send", "refused", "send"]);
         })
         .await;
     }

@@ -468,6 +468,13 @@ impl ConnectorClient {
         };
 
         let status = response.status();
+        if !status.is_success()
+            && let Some(released) = &released
+        {
+            // Every non-2xx answer is taken as "not done" here (retried or given up, never held), so the
+            // wire log may say so before anything else can be cut off.
+            released.refused();
+        }
         let headers = response.headers().clone();
         let correlation_id = headers
             .get(CORRELATION_HEADER)
@@ -1427,6 +1434,35 @@ mod tests {
             1,
             "the PUT only"
         );
+    }
+
+    /// A job's POST whose wire mark cannot be written (a full disk) does not leave: its body is never
+    /// released, and the error says it was not sent, so the job is simply retried.
+    #[tokio::test]
+    async fn a_post_whose_wire_mark_fails_is_not_sent() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(201).set_body_json(json!({ "id": "1" })))
+            .expect(0)
+            .mount(&server)
+            .await;
+        let c = ConnectorClient::new(http(), None, Duration::from_secs(5));
+        let hook: crate::idempotency::SendHook = std::sync::Arc::new(|_| {
+            Box::pin(async {
+                let mark: crate::idempotency::WireMark =
+                    std::sync::Arc::new(|_| Err(std::io::Error::other("disk full")));
+                Ok(Some(mark))
+            })
+        });
+        let result = crate::idempotency::scope_with_hook(
+            "k",
+            Some(hook),
+            c.send_to_conversation(&server.uri(), CONV, &activity()),
+        )
+        .await;
+        let err = result.unwrap_err();
+        assert!(matches!(err, ConnectorError::NotSent(_)), "{err:?}");
+        assert!(err.is_retryable(false));
     }
 
     /// A server that sends `head` plus a short body, then hangs up before the promised 100 bytes.

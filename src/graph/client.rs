@@ -590,6 +590,12 @@ impl GraphClient {
         };
 
         let status = response.status();
+        if !status.is_success()
+            && let Some(released) = &released
+        {
+            // A non-2xx answer is "not done" (retried or given up, never held): the wire log says so at once.
+            released.refused();
+        }
         span.record("status", status.as_u16());
         let headers = response.headers().clone();
         let header_request_id = headers

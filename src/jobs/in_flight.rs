@@ -9,11 +9,10 @@
 //! be looked up, so that job is held as unconfirmed for an operator, never sent twice. An attempt that died
 //! before any such call (say, fetching a token) is simply run again.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use super::wire::WireFile;
-use crate::idempotency::{SendHook, WireMark};
+use crate::idempotency::{SendHook, WireEvent, WireMark};
 use crate::store::{Job, Store};
 
 const NOTE_TAIL: &str = ", a call that must not be repeated";
@@ -26,14 +25,14 @@ const WIRE_LOG: &str = "; wire log ";
 /// of an earlier attempt happened (see [`crate::idempotency::scope_checking`]).
 pub const TO_CHECK: &str = "to be looked up before sending again: ";
 
-fn note(attempt: u32, op: &str, checking: bool, wire: Option<&Path>) -> String {
+fn note(attempt: u32, op: &str, checking: bool, wire: Option<&str>) -> String {
     let mut note = format!("in flight: attempt {attempt} sent {op}{NOTE_TAIL}");
     if checking {
         note.push_str(AFTER_LOOKUP);
     }
     if let Some(wire) = wire {
         note.push_str(WIRE_LOG);
-        note.push_str(&wire.to_string_lossy());
+        note.push_str(wire);
     }
     note
 }
@@ -53,10 +52,13 @@ pub fn hook(
         let worker = worker.clone();
         let wire = wire.clone();
         Box::pin(async move {
-            let text = note(attempt, op, checking, wire.as_deref().map(WireFile::path));
+            let text = note(attempt, op, checking, wire.as_deref().map(WireFile::name));
             match store.note_job_sending(job_id, &worker, &text).await {
                 Ok(true) => Ok(wire.map(|file| {
-                    let mark: WireMark = Arc::new(move || file.mark(job_id, attempt));
+                    let mark: WireMark = Arc::new(move |event| match event {
+                        WireEvent::Leaving => file.mark(job_id, attempt),
+                        WireEvent::Refused => file.mark_refused(job_id, attempt),
+                    });
                     mark
                 })),
                 Ok(false) => Err("the job's lease was lost before sending".to_owned()),
@@ -78,8 +80,8 @@ pub struct CutOff<'a> {
     pub attempt: u32,
     /// It had looked up an earlier attempt's call before (that one may have happened).
     pub after_lookup: bool,
-    /// The wire log it marked its calls in.
-    pub wire: Option<&'a Path>,
+    /// The file of the wire log it marked its calls in (a name in the wire log's folder).
+    pub wire: Option<&'a str>,
 }
 
 /// The call the attempt before this one was cut off in, if it died after starting one. A note written by
@@ -96,7 +98,7 @@ pub fn cut_off_mid_call(job: &Job) -> Option<CutOff<'_>> {
         None => return None,
     };
     let (rest, wire) = match rest.split_once(WIRE_LOG) {
-        Some((rest, wire)) => (rest, Some(Path::new(wire))),
+        Some((rest, wire)) => (rest, Some(wire)),
         None => (rest, None),
     };
     Some(CutOff {
@@ -163,7 +165,7 @@ mod tests {
 
     #[test]
     fn a_note_says_where_its_call_was_marked_and_whether_it_followed_a_lookup() {
-        let wire = Path::new("/var/lib/fieldbot/wire/b.1.2.3.0.wire");
+        let wire = "0a1b2c3d4e5f.001122334455.0.wire";
         for checking in [false, true] {
             let noted = job(3, Some(note(2, "reply_to_activity", checking, Some(wire))));
             assert_eq!(

@@ -33,13 +33,15 @@ const ROTATE_BYTES: u64 = 4 << 20;
 const KEEP_DEAD: Duration = Duration::from_secs(7 * 24 * 3600);
 
 const SUFFIX: &str = "wire";
+const REFUSED: &str = "refused";
 
 /// This process's wire log, in a folder that processes restarted on this machine share. Its files stay
 /// when it closes (a process that stops cleanly leaves them as a killed one would); the next process to
 /// open a log in the folder removes those of dead processes once they are a week old.
 pub struct WireLog {
     dir: PathBuf,
-    /// `<boot id>.<process instance>`: the boot, for the reader; the instance keeps processes apart.
+    /// `<boot>.<process instance>`: the boot, for the reader; the instance keeps processes apart. Short,
+    /// because every note names its file.
     prefix: String,
     seq: AtomicU32,
     current: Mutex<Arc<WireFile>>,
@@ -57,7 +59,8 @@ impl WireLog {
     pub fn open(dir: &Path) -> io::Result<Self> {
         std::fs::create_dir_all(dir)?;
         remove_stale(dir);
-        let prefix = format!("{}.{}", boot_id()?, uuid::Uuid::new_v4().simple());
+        let instance = uuid::Uuid::new_v4().simple().to_string();
+        let prefix = format!("{}.{}", boot_id()?, instance.get(..12).unwrap_or(&instance));
         let first = WireFile::create(dir.join(format!("{prefix}.0.{SUFFIX}")))?;
         Ok(Self {
             dir: dir.to_owned(),
@@ -65,6 +68,14 @@ impl WireLog {
             seq: AtomicU32::new(0),
             current: Mutex::new(Arc::new(first)),
         })
+    }
+
+    /// What the log file named `name` in this log's folder (a note names it) says about `attempt` of `job`.
+    pub fn check(&self, name: &str, job: i64, attempt: u32) -> Wire {
+        if writer_boot(name).is_none() || name.contains(['/', '\\']) {
+            return Wire::MayHaveLeft("the note names no wire log".to_owned());
+        }
+        check(&self.dir.join(name), job, attempt)
     }
 
     /// The log an attempt starting now notes its calls in. The attempt keeps it for its whole run, so its
@@ -114,11 +125,28 @@ impl WireFile {
         &self.path
     }
 
+    /// The file's name in its folder, as a note names it.
+    pub fn name(&self) -> &str {
+        self.path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+    }
+
     /// Records that `attempt` of job `job` is handing an unrepeatable request to the socket. One `write`
     /// on an append-only file: lines from concurrent attempts never interleave, and once it returns the line
     /// outlives this process.
     pub fn mark(&self, job: i64, attempt: u32) -> io::Result<()> {
-        let line = format!("{job} {attempt}\n");
+        self.append(&format!("{job} {attempt}\n"))
+    }
+
+    /// Records that the request `attempt` of job `job` last marked was answered without being done (a
+    /// non-2xx status): until it marks another, the attempt has nothing on the wire.
+    pub fn mark_refused(&self, job: i64, attempt: u32) -> io::Result<()> {
+        self.append(&format!("{job} {attempt} {REFUSED}\n"))
+    }
+
+    fn append(&self, line: &str) -> io::Result<()> {
         (&self.file).write_all(line.as_bytes())?;
         self.len.fetch_add(line.len() as u64, Ordering::Relaxed);
         Ok(())
@@ -154,7 +182,7 @@ pub enum Wire {
 
 /// Whether `attempt` of `job`, which noted an unrepeatable call in the log at `path`, may have put it on
 /// the wire.
-pub fn check(path: &Path, job: i64, attempt: u32) -> Wire {
+fn check(path: &Path, job: i64, attempt: u32) -> Wire {
     let may = |why: &str| Wire::MayHaveLeft(why.to_owned());
     let Some(boot) = path
         .file_name()
@@ -188,8 +216,18 @@ pub fn check(path: &Path, job: i64, attempt: u32) -> Wire {
     if io::Read::read_to_end(&mut file, &mut content).is_err() {
         return may("its wire log cannot be read");
     }
-    let line = format!("{job} {attempt}");
-    if content.split(|b| *b == b'\n').any(|l| l == line.as_bytes()) {
+    let left = format!("{job} {attempt}");
+    let refused = format!("{left} {REFUSED}");
+    let on_the_wire = content.split(|b| *b == b'\n').fold(false, |on, line| {
+        if line == left.as_bytes() {
+            true
+        } else if line == refused.as_bytes() {
+            false
+        } else {
+            on
+        }
+    });
+    if on_the_wire {
         may("its request was handed to the socket")
     } else {
         Wire::NeverSent
@@ -237,9 +275,19 @@ fn remove_stale(dir: &Path) {
     }
 }
 
+/// This boot, as the first 12 hex digits of the kernel's random boot id (48 random bits).
 fn boot_id() -> io::Result<String> {
     let id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")?;
-    Ok(id.trim().to_owned())
+    let digits: String = id
+        .chars()
+        .filter(char::is_ascii_hexdigit)
+        .take(12)
+        .collect();
+    if digits.len() == 12 {
+        Ok(digits)
+    } else {
+        Err(io::Error::other(format!("unexpected boot id {id:?}")))
+    }
 }
 
 #[cfg(test)]
@@ -268,6 +316,29 @@ mod tests {
         assert_eq!(check(&path, 7, 1), Wire::NeverSent);
         assert_eq!(check(&path, 1, 2), Wire::NeverSent, "not a prefix match");
         assert_eq!(check(&path, 71, 2), Wire::NeverSent);
+    }
+
+    /// A request answered "not done" leaves the attempt with nothing on the wire, until it sends another.
+    #[test]
+    fn a_refusal_takes_back_the_line_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = WireLog::open(dir.path()).unwrap();
+        let file = log.file().unwrap();
+        file.mark(7, 2).unwrap();
+        file.mark(8, 1).unwrap();
+        file.mark_refused(7, 2).unwrap();
+        file.mark(9, 1).unwrap();
+        file.mark_refused(9, 1).unwrap();
+        file.mark(9, 1).unwrap();
+        let path = file.path().to_owned();
+        drop(file);
+        drop(log);
+        assert_eq!(check(&path, 7, 2), Wire::NeverSent);
+        assert!(matches!(check(&path, 8, 1), Wire::MayHaveLeft(_)));
+        assert!(
+            matches!(check(&path, 9, 1), Wire::MayHaveLeft(_)),
+            "sent again after the refusal"
+        );
     }
 
     #[test]
@@ -300,9 +371,7 @@ mod tests {
         let path = dead_log(dir.path(), &[]);
         let name = path.file_name().unwrap().to_str().unwrap();
         let (_, rest) = name.split_once('.').unwrap();
-        let rebooted = dir
-            .path()
-            .join(format!("00000000-0000-0000-0000-000000000000.{rest}"));
+        let rebooted = dir.path().join(format!("000000000000.{rest}"));
         std::fs::rename(&path, &rebooted).unwrap();
         assert!(matches!(check(&rebooted, 7, 2), Wire::MayHaveLeft(w) if w.contains("restarted")));
         assert!(matches!(check(&path, 7, 2), Wire::MayHaveLeft(w) if w.contains("gone")));
@@ -365,6 +434,26 @@ mod tests {
         let file = dir.path().join("a-file");
         File::create(&file).unwrap();
         assert!(probe(&file.join("wire")).is_err());
+    }
+
+    #[test]
+    fn a_log_checks_only_files_of_its_own_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let dead = dead_log(dir.path(), &[(7, 2)]);
+        let name = dead.file_name().unwrap().to_str().unwrap();
+        let log = WireLog::open(dir.path()).unwrap();
+        assert_eq!(log.check(name, 7, 1), Wire::NeverSent);
+        assert!(matches!(log.check(name, 7, 2), Wire::MayHaveLeft(_)));
+        let mine = log.file().unwrap();
+        assert!(
+            matches!(log.check(mine.name(), 7, 1), Wire::MayHaveLeft(w) if w.contains("still running"))
+        );
+        for bad in ["../x/a.b.0.wire", "/tmp/a.b.0.wire", "notes"] {
+            assert!(
+                matches!(log.check(bad, 7, 1), Wire::MayHaveLeft(w) if w.contains("names no")),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

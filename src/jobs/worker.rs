@@ -352,9 +352,10 @@ impl Worker {
             return None;
         }
         if let Some(cut) = super::in_flight::cut_off_mid_call(&job) {
-            let wire = cut
-                .wire
-                .map(|path| super::wire::check(path, job.id, cut.attempt));
+            let wire = cut.wire.map(|name| match &self.settings.wire_log {
+                Some(log) => log.check(name, job.id, cut.attempt),
+                None => Wire::MayHaveLeft("this process keeps no wire log to read".to_owned()),
+            });
             let text = format!(
                 "the attempt before was cut off after starting {}, a call that must not be repeated",
                 cut.op

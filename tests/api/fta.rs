@@ -714,18 +714,21 @@ enum Died {
     AsItLeft,
 }
 
-/// [`dies_while_sending`] for a replica that marked its calls in a wire log in `dir`, holding the job's line
-/// or not. Returns the job as claimed.
+/// [`dies_while_sending`] for a replica that marked its calls in its own wire log, in the folder every
+/// process of this app uses, holding the job's line or not. Returns the job as claimed.
 async fn dies_with_a_wire_log(
     app: &TestApp,
     kind: &str,
     op: &str,
-    dir: &std::path::Path,
     died: Died,
 ) -> fieldbot::store::Job {
-    let log = fieldbot::jobs::wire::WireLog::open(dir).unwrap();
+    let dir = app
+        .settings
+        .wire_log_dir()
+        .expect("a wire log beside SQLite");
+    let log = fieldbot::jobs::wire::WireLog::open(&dir).unwrap();
     let file = log.file().unwrap();
-    let job = dies_noting(app, kind, op, Some(file.path())).await;
+    let job = dies_noting(app, kind, op, Some(file.name())).await;
     if died == Died::AsItLeft {
         file.mark(job.id, job.attempts).unwrap();
     }
@@ -739,7 +742,7 @@ async fn dies_noting(
     app: &TestApp,
     kind: &str,
     op: &str,
-    wire: Option<&std::path::Path>,
+    wire: Option<&str>,
 ) -> fieldbot::store::Job {
     app.clock.advance(std::time::Duration::from_secs(600));
     let now = app.clock.now();
@@ -757,7 +760,7 @@ async fn dies_noting(
         job.attempts
     );
     if let Some(wire) = wire {
-        note.push_str(&format!("; wire log {}", wire.display()));
+        note.push_str(&format!("; wire log {wire}"));
     }
     assert!(
         app.store
@@ -873,12 +876,10 @@ async fn a_status_card_cut_off_before_it_left_is_posted_after_the_crash() {
         .await;
     let id = submit(&app).await;
     assert_eq!(thread_posts(&app).await, 1, "refused");
-    let logs = tempfile::tempdir().unwrap();
     dies_with_a_wire_log(
         &app,
         "fta_post_thread",
         "create_channel_thread",
-        logs.path(),
         Died::BeforeItLeft,
     )
     .await;
@@ -905,12 +906,10 @@ async fn a_status_card_cut_off_as_it_left_is_held_not_posted_again() {
         .mount(&app.connector)
         .await;
     submit(&app).await;
-    let logs = tempfile::tempdir().unwrap();
     let post = dies_with_a_wire_log(
         &app,
         "fta_post_thread",
         "create_channel_thread",
-        logs.path(),
         Died::AsItLeft,
     )
     .await;
@@ -1118,15 +1117,7 @@ async fn a_mail_cut_off_before_it_left_is_sent_without_a_lookup() {
     let app = fta_app().await;
     let mailbox = mount_mailbox(&app, FirstMail::Refused).await;
     submit(&app).await;
-    let logs = tempfile::tempdir().unwrap();
-    let mail = dies_with_a_wire_log(
-        &app,
-        "fta_email",
-        "send_mail",
-        logs.path(),
-        Died::BeforeItLeft,
-    )
-    .await;
+    let mail = dies_with_a_wire_log(&app, "fta_email", "send_mail", Died::BeforeItLeft).await;
 
     app.clock.advance(std::time::Duration::from_secs(120));
     app.run_pending_jobs().await;

@@ -56,7 +56,8 @@ async fn throttled_replies_wait_for_retry_after_then_go_out() {
 }
 
 /// Each attempt of a reply marks itself in the process's wire log (beside the SQLite database) as its
-/// request leaves, so that a crash after the note and before the request can be told apart.
+/// request leaves, and a refusal as soon as it is read, so that after a crash a reply that never left, or
+/// was refused, can be told from one that may have been posted.
 #[tokio::test]
 async fn every_attempt_of_a_reply_is_in_the_wire_log() {
     let app = spawn_app().await;
@@ -87,7 +88,15 @@ async fn every_attempt_of_a_reply_is_in_the_wire_log() {
         lines.extend(text.lines().map(str::to_owned));
     }
     let id = done[0].id;
-    assert_eq!(lines, [format!("{id} 1"), format!("{id} 2")]);
+    assert_eq!(
+        lines,
+        [
+            format!("{id} 1"),
+            format!("{id} 1 refused"),
+            format!("{id} 2")
+        ],
+        "the 503 is recorded as soon as it is read: a crash before the retry is written sends it again"
+    );
 }
 
 #[tokio::test]
