@@ -308,11 +308,22 @@ async fn schedule(fakes: Fakes, storms: bool) {
 
 /// Accepts connections; while the port is in a refusal window the listener is closed, so connecting
 /// fails with "connection refused" (nothing reaches the fake).
+///
+/// Before it closes, the listener takes every connection the kernel already completed: closing it with
+/// them still queued would reset them, and a client that had written its request would then see it reset
+/// unread, which is not a refusal but a server dying with the request in hand (nothing can tell whether
+/// such a request was applied).
 async fn serve(listener: TcpListener, port: Arc<Port>, shared: Arc<Shared>) {
     let mut listener = Some(listener);
     loop {
         if port.refusing.load(Ordering::SeqCst) {
-            listener = None;
+            if let Some(l) = listener.take() {
+                let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                while let std::task::Poll::Ready(Ok((stream, _))) = l.poll_accept(&mut cx) {
+                    let _ = stream.set_nodelay(true);
+                    tokio::spawn(handle(stream, Arc::clone(&port), Arc::clone(&shared)));
+                }
+            }
             tokio::time::sleep(Duration::from_millis(20)).await;
             continue;
         }
