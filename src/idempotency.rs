@@ -35,8 +35,9 @@ pub enum WireEvent {
     /// The attempt's first unrepeatable request (or its first since a refusal) is being handed to the
     /// socket. Run right before its body is released.
     Leaving,
-    /// The server answered that request without doing it (a non-2xx status): as far as the wire goes, the
-    /// attempt is back to having sent nothing. The next unrepeatable request marks itself again.
+    /// That request was not done: the server answered it without doing it (a non-2xx status), or it never
+    /// reached the server whole. As far as the wire goes, the attempt is back to having sent nothing; the
+    /// next unrepeatable request marks itself again.
     Refused,
 }
 
@@ -118,8 +119,9 @@ pub fn checked_not_made() {
 }
 
 /// The clients call this right before sending a request that must not be repeated (a Connector POST,
-/// Graph sendMail or a draft; `op` names it). An error means the request must not be sent now (nothing
-/// happened; retry).
+/// Graph sendMail or a draft; `op` names it), and then build its body with [`unrepeatable_body`], which
+/// carries the wire mark this sets up. An error means the request must not be sent now (nothing happened;
+/// retry).
 pub async fn before_unrepeatable_send(op: &'static str) -> Result<(), String> {
     let hook = CURRENT
         .try_with(|keys| {
@@ -189,9 +191,26 @@ impl Released {
         self.released.load(Ordering::SeqCst)
     }
 
-    /// The server answered this request without doing it. If its body is the one that marked the attempt
-    /// as having sent something, the wire log says so at once: a crash before the answer is recorded then
-    /// leaves nothing unsure. (A failed write leaves the mark standing: the job is held, as without a log.)
+    /// Whether the request, which failed with `e`, certainly did not reach the server whole: its body
+    /// never went to the connection, or the connection failed while its bytes were still being written
+    /// (hyper's "error writing a body to connection": a flush that failed left bytes unsent, so the server
+    /// cannot have had the whole request). Then it was not done, and the wire log says so (see
+    /// [`Released::refused`]).
+    pub fn never_arrived(&self, e: &reqwest::Error) -> bool {
+        if !self.get() {
+            return true;
+        }
+        if cut_off_while_written(e) {
+            self.refused();
+            return true;
+        }
+        false
+    }
+
+    /// The request was not done: the server answered without doing it (a non-2xx status), or it never
+    /// reached the server whole. If its body is the one that marked the attempt as having sent something,
+    /// the wire log says so at once: a crash before the outcome is recorded then leaves nothing unsure. (A
+    /// failed write leaves the mark standing: the job is held, as without a log.)
     pub fn refused(&self) {
         if let Some((mark, marked)) = &self.mark
             && self.marked_here.swap(false, Ordering::SeqCst)
@@ -200,6 +219,21 @@ impl Released {
             marked.store(false, Ordering::SeqCst);
         }
     }
+}
+
+/// Whether `e` broke the connection while the request was still being written.
+fn cut_off_while_written(e: &reqwest::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        if cause
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(|h| h.to_string() == "error writing a body to connection")
+        {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 struct WiredBody {

@@ -449,8 +449,11 @@ impl ConnectorClient {
             Ok(response) => response,
             Err(e) => {
                 let err = match classify_send_error(&e) {
-                    // Its body never went to the connection: the server did not get the whole request.
-                    ConnectorError::Unconfirmed(why) if released.is_some_and(|r| !r.get()) => {
+                    // Its body never went to the connection, or the connection broke while it was being
+                    // written: the server did not get the whole request.
+                    ConnectorError::Unconfirmed(why)
+                        if released.as_ref().is_some_and(|r| r.never_arrived(&e)) =>
+                    {
                         ConnectorError::NotSent(why)
                     }
                     err => err,
@@ -1463,6 +1466,68 @@ mod tests {
         let err = result.unwrap_err();
         assert!(matches!(err, ConnectorError::NotSent(_)), "{err:?}");
         assert!(err.is_retryable(false));
+    }
+
+    /// A server that accepts one connection and resets it when told to.
+    fn resetting_server() -> (String, std::sync::mpsc::Sender<()>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (reset, now) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                listener.set_nonblocking(true).unwrap();
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                if let Ok((stream, _)) = listener.accept().await {
+                    let _ = now.recv();
+                    stream.set_zero_linger().unwrap();
+                }
+            });
+        });
+        (format!("http://{addr}"), reset)
+    }
+
+    /// A POST whose connection breaks while it is being written never reached the server whole: it is
+    /// not sent (retried freely), and the wire log takes back the attempt's mark at once.
+    #[tokio::test]
+    async fn a_post_cut_off_while_it_is_written_is_not_sent() {
+        let (url, reset) = resetting_server();
+        let reset = std::sync::Mutex::new(reset);
+        let marks = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let hook: crate::idempotency::SendHook = {
+            let marks = marks.clone();
+            let reset = std::sync::Arc::new(reset);
+            std::sync::Arc::new(move |_| {
+                let marks = marks.clone();
+                let reset = reset.clone();
+                Box::pin(async move {
+                    let mark: crate::idempotency::WireMark = std::sync::Arc::new(move |event| {
+                        if event == crate::idempotency::WireEvent::Leaving {
+                            // The body is being handed over: the server resets the connection now,
+                            // before the request is written.
+                            let _ = reset.lock().unwrap().send(());
+                            std::thread::sleep(Duration::from_millis(200));
+                        }
+                        marks.lock().unwrap().push(event);
+                        Ok(())
+                    });
+                    Ok(Some(mark))
+                })
+            })
+        };
+        let result = crate::idempotency::scope_with_hook(
+            "k",
+            Some(hook),
+            client(None).send_to_conversation(&url, CONV, &activity()),
+        )
+        .await;
+        let err = result.unwrap_err();
+        assert!(matches!(err, ConnectorError::NotSent(_)), "{err:?}");
+        use crate::idempotency::WireEvent::{Leaving, Refused};
+        assert_eq!(*marks.lock().unwrap(), [Leaving, Refused]);
     }
 
     /// A server that sends `head` plus a short body, then hangs up before the promised 100 bytes.

@@ -571,8 +571,11 @@ impl GraphClient {
             Ok(response) => response,
             Err(e) => {
                 let err = match classify_send_error(&e) {
-                    // Its body never went to the connection: Graph did not get the whole request.
-                    GraphError::Unconfirmed(why) if released.is_some_and(|r| !r.get()) => {
+                    // Its body never went to the connection, or the connection broke while it was being
+                    // written: Graph did not get the whole request.
+                    GraphError::Unconfirmed(why)
+                        if released.as_ref().is_some_and(|r| r.never_arrived(&e)) =>
+                    {
                         GraphError::NotSent(why)
                     }
                     err => err,

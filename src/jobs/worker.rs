@@ -362,10 +362,11 @@ impl Worker {
             );
             match wire {
                 Some(Wire::NeverSent) if !cut.after_lookup => {
-                    // Its wire log shows the request never left: nothing to repeat, so run it as usual.
+                    // Its wire log shows the request never left, or was refused: nothing to repeat, so run
+                    // it as usual.
                     tracing::warn!(
                         op = cut.op,
-                        "the attempt before was cut off before its call left; running the job again"
+                        "the attempt before was cut off before its call left, or after it was refused; running the job again"
                     );
                 }
                 Some(Wire::NeverSent) => {
