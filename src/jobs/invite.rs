@@ -461,8 +461,7 @@ pub async fn create_event(
     let card = invite_card(&engagement, &record, ctx);
     let mut jobs = post_or_update(ctx, key, &record, card, data.reply.as_ref()).await;
     // The day before the meeting, the FM gets the prep checklist (a durable, scheduled job).
-    let day_before = slot.start.as_millisecond() - 86_400_000;
-    if day_before > ctx.clock.now() {
+    if let Some(run_at) = prep_reminder_at(slot.start.as_millisecond(), ctx.clock.now()) {
         let reminder = Effect::PrepReminder {
             engagement_id,
             invite_id,
@@ -473,7 +472,7 @@ pub async fn create_event(
             ctx.clock.now(),
             ctx.max_attempts,
         );
-        job.run_at = day_before;
+        job.run_at = run_at;
         jobs.push(job);
     }
     EffectOutcome::Done {
@@ -484,6 +483,15 @@ pub async fn create_event(
             expected_version: Some(invite.version),
         }],
     }
+}
+
+/// When the FM gets the prep checklist for a meeting starting at `start`: a day before it, or at once when
+/// it was booked less than a day ahead; never for a meeting already under way.
+fn prep_reminder_at(
+    start: crate::clock::Millis,
+    now: crate::clock::Millis,
+) -> Option<crate::clock::Millis> {
+    (start > now).then_some((start - 86_400_000).max(now))
 }
 
 /// The day before the intro meeting: the prep checklist, in the engagement's channel, for the FM.
@@ -739,5 +747,24 @@ fn to_roster(engagement: &Engagement, email: crate::templates::RenderedEmail) ->
             })
             .collect(),
         cc_recipients: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_prep_checklist_comes_a_day_ahead_or_at_once_for_a_meeting_booked_closer() {
+        const DAY: i64 = 86_400_000;
+        let now = 1_000 * DAY;
+        assert_eq!(prep_reminder_at(now + 3 * DAY, now), Some(now + 2 * DAY));
+        assert_eq!(
+            prep_reminder_at(now + DAY / 2, now),
+            Some(now),
+            "booked for this afternoon"
+        );
+        assert_eq!(prep_reminder_at(now, now), None);
+        assert_eq!(prep_reminder_at(now - 1, now), None);
     }
 }

@@ -584,7 +584,9 @@ async fn a_503_on_event_creation_is_retried_with_the_same_transaction_id() {
 
 #[tokio::test]
 async fn the_day_before_the_meeting_the_fm_gets_the_prep_checklist() {
-    let app = staffed(&"0".repeat(2000)).await;
+    // Everyone is busy for the next two days, so every slot offered is more than a day ahead whatever the
+    // time the test runs (a slot tomorrow morning, booked this morning, is less than a day ahead).
+    let app = staffed(&format!("{}{}", "2".repeat(96), "0".repeat(2000))).await;
     let card = cards_in(&app.say("invite within:5").await[0]).remove(0);
     let mut data = action_data(&card, "invite.send");
     data["slot"] = json!("2");
