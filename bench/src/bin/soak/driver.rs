@@ -851,6 +851,7 @@ pub async fn run(setup: Setup, plan: Plan) -> Result<Report, String> {
 
     // The killer: at each kill point, SIGKILL one replica (in turn), then restart it.
     let mut kills = 0;
+    let mut kill_times = Vec::new();
     for (k, point) in kill_points.iter().enumerate() {
         while progress.load(Ordering::Relaxed) < *point && !tasks.is_empty() {
             if tasks.try_join_next().is_some() {
@@ -860,6 +861,7 @@ pub async fn run(setup: Setup, plan: Plan) -> Result<Report, String> {
         }
         let victim = k % plan.replicas.max(1);
         ctx.cluster.kill(victim);
+        kill_times.push(Instant::now());
         kills += 1;
         let down = Duration::from_millis(300 + rng.below(700));
         tokio::time::sleep(down).await;
@@ -928,7 +930,27 @@ pub async fn run(setup: Setup, plan: Plan) -> Result<Report, String> {
         for key in &report.lost {
             let job = key.split('#').next().unwrap_or(key);
             if let Some(reason) = held.get(job) {
-                report.held.push((key.clone(), reason.clone()));
+                // Whether the fake had refused it (so it was never applied) and how close to a kill: a
+                // request refused just before a kill whose answer fieldbot never read is the limit of
+                // exactly-once without receiver idempotency.
+                let refused = fakes.last_refused(key).map(|at| {
+                    let gap = kill_times
+                        .iter()
+                        .filter(|kill| **kill >= at)
+                        .map(|kill| kill.duration_since(at))
+                        .min();
+                    match gap {
+                        Some(gap) => format!(
+                            "; the fake refused it {:.1} ms before a SIGKILL",
+                            gap.as_secs_f64() * 1000.0
+                        ),
+                        None => "; the fake refused it after the last SIGKILL".to_owned(),
+                    }
+                });
+                report.held.push((
+                    key.clone(),
+                    format!("{reason}{}", refused.unwrap_or_default()),
+                ));
             }
         }
     }

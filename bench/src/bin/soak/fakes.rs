@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use percent_encoding::percent_decode_str;
 use serde_json::{Value, json};
@@ -116,6 +116,8 @@ struct Books {
     thread_request: HashMap<String, (i64, String)>,
     /// The keys the mails and drafts carry in their extended property, as Graph files them.
     filed: HashSet<String>,
+    /// Idempotency key -> when the fake last refused a request under it (503 or 429; not applied).
+    refused: HashMap<String, Instant>,
     faults: FaultCounts,
 }
 
@@ -259,6 +261,10 @@ impl Fakes {
     }
     pub fn faults(&self) -> FaultCounts {
         lock(&self.shared.books).faults.clone()
+    }
+    /// When the fake last refused (503 or 429) a request under `key`, if it ever did.
+    pub fn last_refused(&self, key: &str) -> Option<Instant> {
+        lock(&self.shared.books).refused.get(key).copied()
     }
     /// The FTA request id on the status card posted under `key`, once the post was applied.
     /// With the activity id of the card (the thread's root message).
@@ -476,6 +482,13 @@ async fn handle(mut stream: TcpStream, port: Arc<Port>, shared: Arc<Shared>) {
             Fate::Normal
         }
     };
+    if matches!(fate, Fate::Throttled | Fate::Unavailable)
+        && let Some(key) = request.header(KEY_HEADER)
+    {
+        lock(&shared.books)
+            .refused
+            .insert(key.to_owned(), Instant::now());
+    }
     let reply = match fate {
         Fate::Throttled => {
             lock(&shared.books).faults.throttled_429 += 1;
