@@ -1439,6 +1439,18 @@ mod tests {
         );
     }
 
+    /// Runs `call` as a job's attempt whose note handed out `mark` for its wire log.
+    async fn with_wire_mark<F: std::future::Future>(
+        mark: crate::idempotency::WireMark,
+        call: F,
+    ) -> F::Output {
+        let hook: crate::idempotency::SendHook = std::sync::Arc::new(move |_| {
+            let mark = mark.clone();
+            Box::pin(async move { Ok(Some(mark)) })
+        });
+        crate::idempotency::scope_with_hook("k", Some(hook), call).await
+    }
+
     /// A job's POST whose wire mark cannot be written (a full disk) does not leave: its body is never
     /// released, and the error says it was not sent, so the job is simply retried.
     #[tokio::test]
@@ -1450,16 +1462,8 @@ mod tests {
             .mount(&server)
             .await;
         let c = ConnectorClient::new(http(), None, Duration::from_secs(5));
-        let hook: crate::idempotency::SendHook = std::sync::Arc::new(|_| {
-            Box::pin(async {
-                let mark: crate::idempotency::WireMark =
-                    std::sync::Arc::new(|_| Err(std::io::Error::other("disk full")));
-                Ok(Some(mark))
-            })
-        });
-        let result = crate::idempotency::scope_with_hook(
-            "k",
-            Some(hook),
+        let result = with_wire_mark(
+            std::sync::Arc::new(|_| Err(std::io::Error::other("disk full"))),
             c.send_to_conversation(&server.uri(), CONV, &activity()),
         )
         .await;
@@ -1497,30 +1501,21 @@ mod tests {
         let (url, reset) = resetting_server();
         let reset = std::sync::Mutex::new(reset);
         let marks = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let hook: crate::idempotency::SendHook = {
+        let mark: crate::idempotency::WireMark = {
             let marks = marks.clone();
-            let reset = std::sync::Arc::new(reset);
-            std::sync::Arc::new(move |_| {
-                let marks = marks.clone();
-                let reset = reset.clone();
-                Box::pin(async move {
-                    let mark: crate::idempotency::WireMark = std::sync::Arc::new(move |event| {
-                        if event == crate::idempotency::WireEvent::Leaving {
-                            // The body is being handed over: the server resets the connection now,
-                            // before the request is written.
-                            let _ = reset.lock().unwrap().send(());
-                            std::thread::sleep(Duration::from_millis(200));
-                        }
-                        marks.lock().unwrap().push(event);
-                        Ok(())
-                    });
-                    Ok(Some(mark))
-                })
+            std::sync::Arc::new(move |event| {
+                if event == crate::idempotency::WireEvent::Leaving {
+                    // The body is being handed over: the server resets the connection now, before the
+                    // request is written.
+                    let _ = reset.lock().unwrap().send(());
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                marks.lock().unwrap().push(event);
+                Ok(())
             })
         };
-        let result = crate::idempotency::scope_with_hook(
-            "k",
-            Some(hook),
+        let result = with_wire_mark(
+            mark,
             client(None).send_to_conversation(&url, CONV, &activity()),
         )
         .await;

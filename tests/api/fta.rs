@@ -822,13 +822,7 @@ async fn a_status_card_whose_post_was_unconfirmed_is_updated_once_a_lead_clicks_
 async fn a_status_card_clicked_while_its_post_is_still_in_flight_is_updated() {
     let app = fta_app().await;
     // The first post is refused, so the request waits with its post queued for a retry.
-    Mock::given(method("POST"))
-        .and(path("/v3/conversations"))
-        .respond_with(ResponseTemplate::new(503))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&app.connector)
-        .await;
+    the_first_thread_post_is_refused(&app).await;
     let id = submit(&app).await;
     // A replica that is about to die takes the post, notes it is sending, and sends it (the card is in
     // the channel as message 555); then it is killed before recording anything.
@@ -853,6 +847,18 @@ async fn a_status_card_clicked_while_its_post_is_still_in_flight_is_updated() {
     assert_eq!(card_updates(&app).await, 1, "the card shows the assignment");
 }
 
+/// The Connector refuses (503) the first post of a channel thread, so the request's status-card post waits
+/// for a retry.
+async fn the_first_thread_post_is_refused(app: &TestApp) {
+    Mock::given(method("POST"))
+        .and(path("/v3/conversations"))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&app.connector)
+        .await;
+}
+
 /// How many times the channel thread (the status card) was posted.
 async fn thread_posts(app: &TestApp) -> usize {
     app.connector_requests()
@@ -867,13 +873,7 @@ async fn thread_posts(app: &TestApp) -> usize {
 #[tokio::test]
 async fn a_status_card_cut_off_before_it_left_is_posted_after_the_crash() {
     let app = fta_app().await;
-    Mock::given(method("POST"))
-        .and(path("/v3/conversations"))
-        .respond_with(ResponseTemplate::new(503))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&app.connector)
-        .await;
+    the_first_thread_post_is_refused(&app).await;
     let id = submit(&app).await;
     assert_eq!(thread_posts(&app).await, 1, "refused");
     dies_with_a_wire_log(
@@ -898,13 +898,7 @@ async fn a_status_card_cut_off_before_it_left_is_posted_after_the_crash() {
 #[tokio::test]
 async fn a_status_card_cut_off_as_it_left_is_held_not_posted_again() {
     let app = fta_app().await;
-    Mock::given(method("POST"))
-        .and(path("/v3/conversations"))
-        .respond_with(ResponseTemplate::new(503))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&app.connector)
-        .await;
+    the_first_thread_post_is_refused(&app).await;
     submit(&app).await;
     let post = dies_with_a_wire_log(
         &app,
