@@ -207,11 +207,20 @@ impl Released {
         false
     }
 
+    /// The server answered the request with `status`. Every non-2xx answer is taken as "not done" by both
+    /// clients (retried or given up, never held), so the wire log may say so before anything else can be
+    /// cut off.
+    pub fn answered(&self, status: reqwest::StatusCode) {
+        if !status.is_success() {
+            self.refused();
+        }
+    }
+
     /// The request was not done: the server answered without doing it (a non-2xx status), or it never
     /// reached the server whole. If its body is the one that marked the attempt as having sent something,
     /// the wire log says so at once: a crash before the outcome is recorded then leaves nothing unsure. (A
     /// failed write leaves the mark standing: the job is held, as without a log.)
-    pub fn refused(&self) {
+    fn refused(&self) {
         if let Some((mark, marked)) = &self.mark
             && self.marked_here.swap(false, Ordering::SeqCst)
             && mark(WireEvent::Refused).is_ok()

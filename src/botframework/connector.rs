@@ -471,12 +471,8 @@ impl ConnectorClient {
         };
 
         let status = response.status();
-        if !status.is_success()
-            && let Some(released) = &released
-        {
-            // Every non-2xx answer is taken as "not done" here (retried or given up, never held), so the
-            // wire log may say so before anything else can be cut off.
-            released.refused();
+        if let Some(released) = &released {
+            released.answered(status);
         }
         let headers = response.headers().clone();
         let correlation_id = headers

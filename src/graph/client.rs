@@ -593,11 +593,8 @@ impl GraphClient {
         };
 
         let status = response.status();
-        if !status.is_success()
-            && let Some(released) = &released
-        {
-            // A non-2xx answer is "not done" (retried or given up, never held): the wire log says so at once.
-            released.refused();
+        if let Some(released) = &released {
+            released.answered(status);
         }
         span.record("status", status.as_u16());
         let headers = response.headers().clone();

@@ -911,20 +911,13 @@ async fn a_status_card_cut_off_as_it_left_is_held_not_posted_again() {
     app.clock.advance(std::time::Duration::from_secs(120));
     app.run_pending_jobs().await;
     assert_eq!(thread_posts(&app).await, 1, "the refused post only");
-    let job = app
-        .store
-        .job_by_key(&post.idempotency_key)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(job.status, fieldbot::store::JobStatus::Unconfirmed);
-    assert!(
-        job.last_error
-            .as_deref()
-            .unwrap_or_default()
-            .contains("its request was handed to the socket"),
-        "{job:?}"
-    );
+    assert_job(
+        &app,
+        &post,
+        fieldbot::store::JobStatus::Unconfirmed,
+        "its request was handed to the socket",
+    )
+    .await;
 }
 
 /// The sender's mailbox as Graph keeps it: a sent mail is filed with the key it carries, and the search by
@@ -1060,6 +1053,26 @@ async fn searches(app: &TestApp) -> usize {
         .count()
 }
 
+/// Asserts that `job` is now in `status`, its last error saying `why`.
+async fn assert_job(
+    app: &TestApp,
+    job: &fieldbot::store::Job,
+    status: fieldbot::store::JobStatus,
+    why: &str,
+) {
+    let now = app
+        .store
+        .job_by_key(&job.idempotency_key)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(now.status, status, "{now:?}");
+    assert!(
+        now.last_error.as_deref().unwrap_or_default().contains(why),
+        "{now:?}"
+    );
+}
+
 async fn jobs_held_or_dead(app: &TestApp) -> usize {
     let mut n = 0;
     for status in [
@@ -1146,20 +1159,13 @@ async fn a_mail_cut_off_by_a_crash_is_looked_up_and_sent_when_not_found() {
     app.clock.advance(std::time::Duration::from_secs(120));
     app.run_pending_jobs().await;
     assert_eq!(sent_once(&mailbox), before);
-    let job = app
-        .store
-        .job_by_key(&mail.idempotency_key)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(job.status, fieldbot::store::JobStatus::Pending);
-    assert!(
-        job.last_error
-            .as_deref()
-            .unwrap_or_default()
-            .contains("cut off after starting send_mail"),
-        "{job:?}"
-    );
+    assert_job(
+        &app,
+        &mail,
+        fieldbot::store::JobStatus::Pending,
+        "cut off after starting send_mail",
+    )
+    .await;
 
     app.clock.advance(std::time::Duration::from_secs(
         app.settings.jobs.check_after_secs + 1,
