@@ -184,6 +184,9 @@ impl Application {
                 dedup_retention: Duration::from_secs(jobs.dedup_retention_hours * 3600),
                 max_throttled: Duration::from_secs(jobs.max_throttled_secs),
                 check_after: Duration::from_secs(jobs.check_after_secs),
+                // Every attempt after SQLite's one process is the next one on this machine, which reads
+                // this log; PostgreSQL replicas may not share it.
+                note_with_claim: store.backend() == "sqlite",
                 wire_log,
             },
         );

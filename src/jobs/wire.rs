@@ -71,11 +71,34 @@ impl WireLog {
     }
 
     /// What the log file named `name` in this log's folder (a note names it) says about `attempt` of `job`.
-    pub fn check(&self, name: &str, job: i64, attempt: u32) -> Wire {
+    /// A file of this very log is read while this process still writes it, which is final for the job once
+    /// no attempt of this process runs it any more: `running_here` says whether one does.
+    pub fn check(
+        &self,
+        name: &str,
+        job: i64,
+        attempt: u32,
+        running_here: impl FnOnce() -> bool,
+    ) -> Wire {
         if writer_boot(name).is_none() || name.contains(['/', '\\']) {
             return Wire::MayHaveLeft("the note names no wire log".to_owned());
         }
-        check(&self.dir.join(name), job, attempt)
+        let path = self.dir.join(name);
+        if name.starts_with(&format!("{}.", self.prefix)) {
+            // A call's line is written before its request is released, so every line an attempt that has
+            // ended could write is in the file. (An attempt that never started, say a claim whose job never
+            // reached this process's worker, wrote none.)
+            if running_here() {
+                return Wire::MayHaveLeft(
+                    "an attempt of this process is still running it".to_owned(),
+                );
+            }
+            return match std::fs::read(&path) {
+                Ok(content) => verdict(&content, job, attempt),
+                Err(_) => Wire::MayHaveLeft("its wire log cannot be read".to_owned()),
+            };
+        }
+        check(&path, job, attempt)
     }
 
     /// The log an attempt starting now notes its calls in. The attempt keeps it for its whole run, so its
@@ -216,6 +239,11 @@ fn check(path: &Path, job: i64, attempt: u32) -> Wire {
     if io::Read::read_to_end(&mut file, &mut content).is_err() {
         return may("its wire log cannot be read");
     }
+    verdict(&content, job, attempt)
+}
+
+/// What a final wire log's `content` says about `attempt` of `job`: its last line for it wins.
+fn verdict(content: &[u8], job: i64, attempt: u32) -> Wire {
     let left = format!("{job} {attempt}");
     let refused = format!("{left} {REFUSED}");
     let on_the_wire = content.split(|b| *b == b'\n').fold(false, |on, line| {
@@ -228,7 +256,7 @@ fn check(path: &Path, job: i64, attempt: u32) -> Wire {
         }
     });
     if on_the_wire {
-        may("its request was handed to the socket")
+        Wire::MayHaveLeft("its request was handed to the socket".to_owned())
     } else {
         Wire::NeverSent
     }
@@ -442,18 +470,42 @@ mod tests {
         let dead = dead_log(dir.path(), &[(7, 2)]);
         let name = dead.file_name().unwrap().to_str().unwrap();
         let log = WireLog::open(dir.path()).unwrap();
-        assert_eq!(log.check(name, 7, 1), Wire::NeverSent);
-        assert!(matches!(log.check(name, 7, 2), Wire::MayHaveLeft(_)));
-        let mine = log.file().unwrap();
-        assert!(
-            matches!(log.check(mine.name(), 7, 1), Wire::MayHaveLeft(w) if w.contains("still running"))
-        );
+        assert_eq!(log.check(name, 7, 1, || false), Wire::NeverSent);
+        assert!(matches!(
+            log.check(name, 7, 2, || false),
+            Wire::MayHaveLeft(_)
+        ));
         for bad in ["../x/a.b.0.wire", "/tmp/a.b.0.wire", "notes"] {
             assert!(
-                matches!(log.check(bad, 7, 1), Wire::MayHaveLeft(w) if w.contains("names no")),
+                matches!(log.check(bad, 7, 1, || false), Wire::MayHaveLeft(w) if w.contains("names no")),
                 "{bad}"
             );
         }
+    }
+
+    /// Another process's open log proves nothing; this process's own does, for a job none of its attempts
+    /// still runs.
+    #[test]
+    fn a_process_reads_its_own_log_for_jobs_it_no_longer_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let other = WireLog::open(dir.path()).unwrap();
+        let theirs = other.file().unwrap();
+        let log = WireLog::open(dir.path()).unwrap();
+        assert!(matches!(
+            log.check(theirs.name(), 7, 1, || false),
+            Wire::MayHaveLeft(w) if w.contains("still running")
+        ));
+        let mine = log.file().unwrap();
+        mine.mark(8, 1).unwrap();
+        assert_eq!(log.check(mine.name(), 7, 1, || false), Wire::NeverSent);
+        assert!(matches!(
+            log.check(mine.name(), 8, 1, || false),
+            Wire::MayHaveLeft(w) if w.contains("handed to the socket")
+        ));
+        assert!(matches!(
+            log.check(mine.name(), 7, 1, || true),
+            Wire::MayHaveLeft(w) if w.contains("this process is still running")
+        ));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Leases due jobs and performs them. One worker per process; on PostgreSQL several processes share the
 //! queue safely because each claim is a lease taken with `FOR UPDATE SKIP LOCKED`.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,7 +11,8 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 
 use super::effect::{Effect, EffectContext, EffectError, EffectOutcome, base_conversation};
-use super::wire::Wire;
+use super::in_flight::Noted;
+use super::wire::{Wire, WireFile, WireLog};
 use crate::botframework::connector::ConnectorError;
 use crate::botframework::retry::RetryPolicy;
 use crate::clock::{Clock, millis};
@@ -35,6 +37,9 @@ pub struct WorkerSettings {
     /// Where attempts mark their unrepeatable calls as they leave, so that one cut off before its call
     /// left can run again instead of being held (see [`super::wire`]). `None`: such jobs are held.
     pub wire_log: Option<Arc<super::wire::WireLog>>,
+    /// Replies claimed in passing carry their first attempt's note from the claim (see
+    /// [`super::in_flight::claim_note`]); only with a wire log that the next attempt can read: SQLite's.
+    pub note_with_claim: bool,
 }
 
 #[derive(Clone)]
@@ -52,12 +57,47 @@ pub struct Worker {
     handed_off: Arc<std::sync::Mutex<Option<mpsc::UnboundedReceiver<Handoff>>>>,
     /// Set on shutdown: a finishing job no longer takes over the next one of its chain.
     stopping: Arc<AtomicBool>,
+    /// The jobs this process's attempts are running, by id, with how many attempts run each.
+    running: Arc<std::sync::Mutex<HashMap<i64, usize>>>,
+}
+
+/// Counts an attempt of `id` among the running ones until dropped.
+struct Running {
+    jobs: Arc<std::sync::Mutex<HashMap<i64, usize>>>,
+    id: i64,
+}
+
+impl Running {
+    fn start(jobs: &Arc<std::sync::Mutex<HashMap<i64, usize>>>, id: i64) -> Self {
+        if let Ok(mut running) = jobs.lock() {
+            *running.entry(id).or_default() += 1;
+        }
+        Self {
+            jobs: jobs.clone(),
+            id,
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(mut running) = self.jobs.lock()
+            && let Some(n) = running.get_mut(&self.id)
+        {
+            *n -= 1;
+            if *n == 0 {
+                running.remove(&self.id);
+            }
+        }
+    }
 }
 
 /// A job claimed in its turn's commit, on its way to the worker loop with the slot reserved for it.
 struct Handoff {
     job: Job,
     slot: Option<OwnedSemaphorePermit>,
+    /// The wire log file the claim's note named, if it wrote one.
+    noted_in: Option<Arc<WireFile>>,
 }
 
 /// The webhook's side of born claims ([`BirthClaim`]): reserves worker slots for a turn's replies before
@@ -69,12 +109,15 @@ pub struct BornClaims {
     clock: Clock,
     slots: Arc<Semaphore>,
     handoff: mpsc::UnboundedSender<Handoff>,
+    /// Set when the claims write the replies' notes (see [`WorkerSettings::note_with_claim`]).
+    noting: Option<Arc<WireLog>>,
 }
 
 /// Worker slots held for a turn's commit; those its commit did not use go back when it is dropped.
 pub struct Reservation {
     slots: OwnedSemaphorePermit,
     handoff: mpsc::UnboundedSender<Handoff>,
+    noted_in: Option<Arc<WireFile>>,
 }
 
 impl BornClaims {
@@ -88,14 +131,18 @@ impl BornClaims {
             .collect();
         let wanted = u32::try_from(keys.len()).ok().filter(|n| *n > 0)?;
         let slots = self.slots.clone().try_acquire_many_owned(wanted).ok()?;
+        // A log that cannot be opened now leaves the note to the attempt, as without a log.
+        let noted_in = self.noting.as_ref().and_then(|log| log.file().ok());
         let claim = BirthClaim {
             worker: self.worker.clone(),
             lease_until: self.clock.now() + millis(self.lease),
             keys,
+            note: noted_in.as_deref().map(super::in_flight::claim_note),
         };
         let reservation = Reservation {
             slots,
             handoff: self.handoff.clone(),
+            noted_in,
         };
         Some((claim, reservation))
     }
@@ -106,7 +153,16 @@ impl Reservation {
     pub fn start(mut self, jobs: Vec<Job>) {
         for job in jobs {
             let slot = self.slots.split(1);
-            if self.handoff.send(Handoff { job, slot }).is_err() {
+            let noted_in = self.noted_in.clone();
+            if self
+                .handoff
+                .send(Handoff {
+                    job,
+                    slot,
+                    noted_in,
+                })
+                .is_err()
+            {
                 // Only after the loop stopped, which it does not while a slot is reserved.
                 tracing::error!(
                     "a job claimed in its commit found no worker; it runs when its lease ends"
@@ -130,6 +186,7 @@ impl Worker {
             handoff,
             handed_off: Arc::new(std::sync::Mutex::new(Some(handed_off))),
             stopping: Arc::new(AtomicBool::new(false)),
+            running: Arc::default(),
         }
     }
 
@@ -141,7 +198,16 @@ impl Worker {
             clock: self.clock.clone(),
             slots: self.slots.clone(),
             handoff: self.handoff.clone(),
+            noting: self.noting_log().cloned(),
         }
+    }
+
+    /// The wire log whose files the claims' notes name, when claims write the notes.
+    fn noting_log(&self) -> Option<&Arc<WireLog>> {
+        self.settings
+            .wire_log
+            .as_ref()
+            .filter(|_| self.settings.note_with_claim)
     }
 
     /// Wakes the worker loop after this process enqueued work, so replies leave at once instead of at the
@@ -157,7 +223,7 @@ impl Worker {
         let mut running = JoinSet::new();
         for job in jobs {
             let worker = self.clone();
-            running.spawn(async move { worker.run_chain(job).await });
+            running.spawn(async move { worker.run_chain(job, None).await });
         }
         while let Some(done) = running.join_next().await {
             report_panic(done);
@@ -237,7 +303,7 @@ impl Worker {
                             let slot = free.split(1);
                             running.spawn(async move {
                                 let _slot = slot;
-                                worker.run_chain(job).await
+                                worker.run_chain(job, None).await
                             });
                         }
                     }
@@ -309,7 +375,7 @@ impl Worker {
         let worker = self.clone();
         running.spawn(async move {
             let _slot = handoff.slot;
-            worker.run_chain(handoff.job).await
+            worker.run_chain(handoff.job, handoff.noted_in).await
         });
     }
 
@@ -317,10 +383,10 @@ impl Worker {
     /// slot. After [`MAX_TAKE_OVERS`] the slot goes back, so that a busy conversation cannot keep it from
     /// the others: its next job is then claimed in turn, oldest due first. Once the worker is stopping, no
     /// job is taken over: a slow Connector would otherwise stretch the shutdown by a chain's length.
-    async fn run_chain(&self, mut job: Job) {
+    async fn run_chain(&self, mut job: Job, mut noted_in: Option<Arc<WireFile>>) {
         for n in 0..=MAX_TAKE_OVERS {
-            match self.execute(job, n < MAX_TAKE_OVERS).await {
-                Some(next) => job = next,
+            match self.execute(job, n < MAX_TAKE_OVERS, noted_in).await {
+                Some(next) => (job, noted_in) = next,
                 None => return,
             }
         }
@@ -335,8 +401,14 @@ impl Worker {
     }
 
     #[tracing::instrument(skip_all, fields(job.id = job.id, job.kind = %job.kind, job.attempt = job.attempts))]
-    /// `take_over`: its completion may claim the next job of its chain, which is returned.
-    async fn execute(&self, job: Job, take_over: bool) -> Option<Job> {
+    /// `take_over`: its completion may claim the next job of its chain, which is returned with the wire
+    /// log file its claim's note names. `noted_in`: the file this job's claim named in its note.
+    async fn execute(
+        &self,
+        job: Job,
+        take_over: bool,
+        noted_in: Option<Arc<WireFile>>,
+    ) -> Option<(Job, Option<Arc<WireFile>>)> {
         let effect = match Effect::from_payload(&job.payload) {
             Ok(e) => e,
             Err(e) => {
@@ -353,7 +425,12 @@ impl Worker {
         }
         if let Some(cut) = super::in_flight::cut_off_mid_call(&job) {
             let wire = cut.wire.map(|name| match &self.settings.wire_log {
-                Some(log) => log.check(name, job.id, cut.attempt),
+                Some(log) => log.check(name, job.id, cut.attempt, || {
+                    // A poisoned lock says nothing: count the job as running, so it is held.
+                    self.running
+                        .lock()
+                        .map_or(true, |running| running.contains_key(&job.id))
+                }),
                 None => Wire::MayHaveLeft("this process keeps no wire log to read".to_owned()),
             });
             let text = format!(
@@ -394,15 +471,23 @@ impl Worker {
                 }
             }
         }
+        let _running = Running::start(&self.running, job.id);
         let checking = super::in_flight::to_check(&job);
+        let noted = noted_in.as_deref().and_then(|file| {
+            Noted::for_claimed(&job, file, millis(self.settings.lease), self.clock.clone())
+        });
         // Held to the end of the job, so a log file that moves on meanwhile outlives the attempt's outcome.
-        let wire_file = match self.settings.wire_log.as_ref().map(|log| log.file()) {
-            Some(Ok(file)) => Some(file),
-            Some(Err(e)) => {
-                tracing::warn!(error = %e, "the wire log cannot be opened; this attempt's calls are not marked");
-                None
-            }
-            None => None,
+        // The calls of an attempt noted by its claim are marked in the file the note names.
+        let wire_file = match (&noted, noted_in, self.settings.wire_log.as_ref()) {
+            (Some(_), Some(file), _) => Some(file),
+            (_, _, Some(log)) => match log.file() {
+                Ok(file) => Some(file),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the wire log cannot be opened; this attempt's calls are not marked");
+                    None
+                }
+            },
+            _ => None,
         };
         let on_send = super::in_flight::hook(
             self.store.clone(),
@@ -411,6 +496,7 @@ impl Worker {
             job.attempts,
             checking,
             wire_file.clone(),
+            noted,
         );
         let started = Instant::now();
         let (outcome, sends) = effect
@@ -433,16 +519,22 @@ impl Worker {
                         && jobs.is_empty()
                         && !self.stopping.load(Ordering::SeqCst)
                 });
+                // The next job's note names this attempt's file, which stays open while the chain runs.
+                let next_noted_in = wire_file.filter(|_| self.noting_log().is_some());
                 let completed = match chain {
                     Some(ordering_key) => {
                         let next = ChainNext {
                             ordering_key,
                             kind: super::CLAIMED_IN_PASSING.to_owned(),
                             lease_until: now + millis(self.settings.lease),
+                            note: next_noted_in.as_deref().map(super::in_flight::claim_note),
                         };
                         self.store
                             .complete_and_claim_next(job.id, &self.id, result, now, next)
                             .await
+                            .map(|(applied, next)| {
+                                (applied, next.map(|job| (job, next_noted_in.clone())))
+                            })
                     }
                     None => self
                         .store

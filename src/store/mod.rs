@@ -428,6 +428,10 @@ pub struct BirthClaim {
     pub lease_until: Millis,
     /// The idempotency keys of the turn's jobs that may be claimed.
     pub keys: Vec<String>,
+    /// Written as the claimed jobs' `last_error` (an earlier text is kept when `None`): the worker's note
+    /// that the attempt's unrepeatable call may be under way, written with the claim instead of right
+    /// before the call (see `jobs::in_flight`).
+    pub note: Option<String>,
 }
 
 /// What a worker finishing a job of a chain asks to take over next, in the same write: the chain's next job,
@@ -438,6 +442,8 @@ pub struct ChainNext {
     pub ordering_key: String,
     pub kind: String,
     pub lease_until: Millis,
+    /// As [`BirthClaim::note`], for the job taken over.
+    pub note: Option<String>,
 }
 
 /// A turn's commit and the jobs claimed in it for the [`BirthClaim`]'s worker.

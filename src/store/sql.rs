@@ -301,19 +301,20 @@ pub(super) fn job_rows_sql(style: Placeholders, rows: usize) -> Cow<'static, str
 }
 
 /// Claims jobs in the commit that queues them (see [`super::BirthClaim`]): `rows` value rows of (job id,
-/// worker, lease end, now). A job is claimed only while it heads its ordering chain, judged as
+/// worker, lease end, now, note). A job is claimed only while it heads its ordering chain, judged as
 /// [`CLAIMABLE`] does: no older live job has its ordering key. Two new jobs of one chain in the same
 /// statement cannot both pass: the younger sees the older one pending (or, on SQLite, already running).
 pub(super) fn birth_claim_sql(style: Placeholders, rows: usize) -> Cow<'static, str> {
     static TEXTS: Texts = Texts::new();
     TEXTS.get(style, rows, || {
         rows_sql(
-            "WITH v(job_id, worker_id, until_at, at) AS (",
-            "(?1, ?2, ?3, ?4)",
-            4,
+            "WITH v(job_id, worker_id, until_at, at, note) AS (",
+            "(?1, ?2, ?3, ?4, ?5)",
+            5,
             rows,
             ") UPDATE jobs SET status = 'running', locked_by = v.worker_id, locked_until = v.until_at, \
-             run_at = v.until_at, attempts = attempts + 1, updated_at = v.at FROM v \
+             run_at = v.until_at, attempts = attempts + 1, updated_at = v.at, \
+             last_error = COALESCE(v.note, jobs.last_error) FROM v \
              WHERE jobs.id = v.job_id AND jobs.status = 'pending' AND NOT EXISTS (SELECT 1 FROM jobs o \
                WHERE o.ordering_key = jobs.ordering_key AND o.status IN ('pending', 'running') AND o.id < jobs.id) \
              RETURNING jobs.id",
@@ -323,20 +324,21 @@ pub(super) fn birth_claim_sql(style: Placeholders, rows: usize) -> Cow<'static, 
 }
 
 /// Claims the next job of chains whose running job just finished (see [`super::ChainNext`]): `rows` value
-/// rows of (ordering key, kind, worker, lease end, now). The next job is the chain's oldest live one, as
+/// rows of (ordering key, kind, worker, lease end, now, note). The next job is the chain's oldest live one, as
 /// [`CLAIMABLE`] judges heads; it is taken only when pending, due, never attempted and of the kind asked
 /// for.
 pub(super) fn successor_sql(style: Placeholders, rows: usize) -> Cow<'static, str> {
     static TEXTS: Texts = Texts::new();
     TEXTS.get(style, rows, || {
         rows_sql(
-            "WITH v(chain, job_kind, worker_id, until_at, at) AS (",
-            "(?1, ?2, ?3, ?4, ?5)",
-            5,
+            "WITH v(chain, job_kind, worker_id, until_at, at, note) AS (",
+            "(?1, ?2, ?3, ?4, ?5, ?6)",
+            6,
             rows,
             &format!(
                 ") UPDATE jobs SET status = 'running', locked_by = v.worker_id, locked_until = v.until_at, \
-                 run_at = v.until_at, attempts = attempts + 1, updated_at = v.at FROM v \
+                 run_at = v.until_at, attempts = attempts + 1, updated_at = v.at, \
+                 last_error = COALESCE(v.note, jobs.last_error) FROM v \
                  WHERE jobs.id = (SELECT MIN(h.id) FROM jobs h \
                    WHERE h.ordering_key = v.chain AND h.status IN ('pending', 'running')) \
                  AND jobs.status = 'pending' AND jobs.attempts = 0 AND jobs.kind = v.job_kind AND jobs.run_at <= v.at \
@@ -1599,7 +1601,8 @@ macro_rules! impl_store {
                             .bind(*id)
                             .bind(claim.worker.as_str())
                             .bind(claim.lease_until)
-                            .bind(turns.get(*index).map_or(0, |t| t.now));
+                            .bind(turns.get(*index).map_or(0, |t| t.now))
+                            .bind(claim.note.as_deref());
                     }
                     claimed.extend(query.fetch_all(&mut **tx).await?.into_iter().map(|(id,)| id));
                 }
@@ -1616,7 +1619,7 @@ macro_rules! impl_store {
                             max_attempts: job.max_attempts,
                             run_at: claim.lease_until,
                             locked_by: Some(claim.worker.clone()),
-                            last_error: None,
+                            last_error: claim.note.clone(),
                             result: None,
                         });
                     }
@@ -1641,7 +1644,8 @@ macro_rules! impl_store {
                             .bind(s.next.kind.as_str())
                             .bind(s.worker.as_str())
                             .bind(s.next.lease_until)
-                            .bind(s.now);
+                            .bind(s.now)
+                            .bind(s.next.note.as_deref());
                     }
                     for row in query.fetch_all(&mut **tx).await? {
                         jobs.push(Job::try_from(row)?);

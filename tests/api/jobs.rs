@@ -99,6 +99,52 @@ async fn every_attempt_of_a_reply_is_in_the_wire_log() {
     );
 }
 
+/// With SQLite, a reply claimed in its turn's commit carries its attempt's note from that claim: the
+/// attempt posts without writing a note of its own, and marks its call in the wire log the claim named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_claimed_in_its_turns_commit_is_noted_by_the_claim() {
+    let app = spawn_with(Options {
+        run_worker: true,
+        ..Options::default()
+    })
+    .await;
+    assert_eq!(app.post_activity(&app.message("help")).await.status(), 200);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let done = loop {
+        let done = app
+            .store
+            .jobs_with_status(JobStatus::Done, 10)
+            .await
+            .unwrap();
+        if !done.is_empty() {
+            break done;
+        }
+        assert!(std::time::Instant::now() < deadline, "the reply never ran");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(app.connector_requests().await.len(), 1);
+    let (id, attempts, note) = (done[0].id, done[0].attempts, done[0].last_error.clone());
+    assert_eq!(attempts, 1);
+    let dir = app
+        .settings
+        .wire_log_dir()
+        .expect("a wire log beside SQLite");
+    let mut files = std::fs::read_dir(&dir).unwrap();
+    let file = files.next().unwrap().unwrap();
+    let name = file.file_name().into_string().unwrap();
+    assert_eq!(
+        note,
+        Some(format!(
+            "in flight: attempt 1 sent connector_send, a call that must not be repeated; wire log {name}"
+        )),
+        "the claim's note, not one written before the POST"
+    );
+    assert_eq!(
+        std::fs::read_to_string(file.path()).unwrap(),
+        format!("{id} 1\n")
+    );
+}
+
 #[tokio::test]
 async fn a_503_is_retried_with_backoff_and_then_succeeds() {
     let app = spawn_app().await;
@@ -442,9 +488,10 @@ async fn a_conversations_replies_leave_in_order_with_the_worker_running() {
     );
 }
 
-/// A reply claimed in its turn's commit by a process that dies before sending it is not lost: it carries
-/// no in-flight note yet (the attempt writes that right before its POST), so once the lease ends it is
-/// claimed again and sent, once.
+/// A reply claimed in its turn's commit whose job never reaches the worker (here the reservation is
+/// dropped, as when the webhook's handler is cancelled right after the commit) is not lost: once the lease
+/// ends it is claimed again, and although it carries its claim's note, this process's own wire log holds no
+/// line for it and none of its attempts runs it, so it is sent, once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reply_claimed_in_its_commit_by_a_process_that_died_is_sent_after_the_lease() {
     use fieldbot::jobs::{Effect, SendActivity, text_activity};

@@ -964,6 +964,7 @@ fn birth_claim(worker: &str, keys: &[&str]) -> BirthClaim {
         worker: worker.into(),
         lease_until: 60_000,
         keys: keys.iter().map(|k| k.to_string()).collect(),
+        note: None,
     }
 }
 
@@ -1116,11 +1117,58 @@ both_backends!(
     |s, db| born_claims(s).await
 );
 
+/// A claim in passing that carries the reply's note writes it on the job it claims, at birth and on take-over
+/// alike, and returns the job as stored; a claim without one leaves the job's earlier text.
+async fn claims_in_passing_write_their_note(s: Arc<dyn Store>) {
+    let mut claim = birth_claim("w1", &["r1"]);
+    claim.note = Some("in flight: attempt 1 sent connector_send (born)".into());
+    let born = s
+        .commit_turn(
+            Some(&inbound("c1", "a1")),
+            1000,
+            vec![Change::TouchConversation(reference("c1"))],
+            vec![job("r1", Some("conv:c1"), 1000)],
+            None,
+            Some(claim),
+        )
+        .await
+        .unwrap();
+    let stored = s.job_by_key("r1").await.unwrap().unwrap();
+    assert_eq!(born.claimed, vec![stored.clone()]);
+    assert_eq!(
+        stored.last_error.as_deref(),
+        Some("in flight: attempt 1 sent connector_send (born)")
+    );
+
+    reply_turn(&*s, "c1", "a2", "r2", 1100).await;
+    let mut next = chain_next("conv:c1", "test");
+    next.note = Some("in flight: attempt 1 sent connector_send (taken over)".into());
+    let (applied, taken) = s
+        .complete_and_claim_next(stored.id, "w1", None, 1200, next)
+        .await
+        .unwrap();
+    assert!(applied);
+    let taken = taken.expect("the chain's next reply is taken over");
+    assert_eq!(Some(&taken), s.job_by_key("r2").await.unwrap().as_ref());
+    assert_eq!(
+        taken.last_error.as_deref(),
+        Some("in flight: attempt 1 sent connector_send (taken over)")
+    );
+}
+
+both_backends!(
+    #[tokio::test]
+    sqlite_claims_in_passing_write_their_note,
+    postgres_claims_in_passing_write_their_note,
+    |s, db| claims_in_passing_write_their_note(s).await
+);
+
 fn chain_next(chain: &str, kind: &str) -> ChainNext {
     ChainNext {
         ordering_key: chain.into(),
         kind: kind.into(),
         lease_until: 90_000,
+        note: None,
     }
 }
 
