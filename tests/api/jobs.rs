@@ -145,6 +145,43 @@ async fn a_reply_claimed_in_its_turns_commit_is_noted_by_the_claim() {
     );
 }
 
+/// The replies queued behind a running one in its conversation are taken over by its completion, and that
+/// claim notes them too: none writes a note of its own before its POST.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_taken_over_in_passing_are_noted_by_the_take_over() {
+    let app = worker_running_with_replies_taking(300).await;
+    for _ in 0..3 {
+        assert_eq!(app.post_activity(&app.message("help")).await.status(), 200);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let done = loop {
+        let done = app
+            .store
+            .jobs_with_status(JobStatus::Done, 10)
+            .await
+            .unwrap();
+        if done.len() == 3 {
+            break done;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} of 3 replies sent",
+            done.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(app.connector_requests().await.len(), 3);
+    for job in done {
+        assert_eq!(job.attempts, 1);
+        let note = job.last_error.unwrap_or_default();
+        assert!(
+            note.starts_with("in flight: attempt 1 sent connector_send, a call that must not be repeated; wire log "),
+            "job {}: {note}",
+            job.id
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_503_is_retried_with_backoff_and_then_succeeds() {
     let app = spawn_app().await;
