@@ -109,19 +109,7 @@ async fn a_reply_claimed_in_its_turns_commit_is_noted_by_the_claim() {
     })
     .await;
     assert_eq!(app.post_activity(&app.message("help")).await.status(), 200);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let done = loop {
-        let done = app
-            .store
-            .jobs_with_status(JobStatus::Done, 10)
-            .await
-            .unwrap();
-        if !done.is_empty() {
-            break done;
-        }
-        assert!(std::time::Instant::now() < deadline, "the reply never ran");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let done = jobs_done(&app, 1).await;
     assert_eq!(app.connector_requests().await.len(), 1);
     let (id, attempts, note) = (done[0].id, done[0].attempts, done[0].last_error.clone());
     assert_eq!(attempts, 1);
@@ -153,23 +141,7 @@ async fn replies_taken_over_in_passing_are_noted_by_the_take_over() {
     for _ in 0..3 {
         assert_eq!(app.post_activity(&app.message("help")).await.status(), 200);
     }
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let done = loop {
-        let done = app
-            .store
-            .jobs_with_status(JobStatus::Done, 10)
-            .await
-            .unwrap();
-        if done.len() == 3 {
-            break done;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{} of 3 replies sent",
-            done.len()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let done = jobs_done(&app, 3).await;
     assert_eq!(app.connector_requests().await.len(), 3);
     for job in done {
         assert_eq!(job.attempts, 1);
@@ -619,6 +591,27 @@ async fn a_stopping_worker_finishes_its_call_and_leaves_the_rest_of_the_chain_qu
     let counts = store.job_counts().await.unwrap();
     assert!(counts.contains(&(JobStatus::Done, 1)), "{counts:?}");
     assert!(counts.contains(&(JobStatus::Pending, 3)), "{counts:?}");
+}
+
+/// The done jobs, once `n` are done (the background worker runs them); fails after 10 s.
+async fn jobs_done(app: &TestApp, n: usize) -> Vec<fieldbot::store::Job> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let done = app
+            .store
+            .jobs_with_status(JobStatus::Done, 10)
+            .await
+            .unwrap();
+        if done.len() >= n {
+            return done;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} of {n} jobs done",
+            done.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// The app with its background worker running, against a Connector that answers every reply after `ms`.
