@@ -13,7 +13,8 @@ use sqlx::{Database, Pool, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    BirthClaim, ChainNext, ConversationRef, InboundKey, Job, NewJob, StoreError, TurnCommit,
+    BirthClaim, ChainNext, ConversationRef, InboundKey, Job, NewJob, PayloadPart, StoreError,
+    TurnCommit,
 };
 use crate::clock::Millis;
 
@@ -76,6 +77,123 @@ pub(super) struct TurnRows {
     pub(super) claim: Option<BirthClaim>,
 }
 
+/// Which of `turns` apply, given the de-duplication keys the batch's insert took (`inserted`): of two turns
+/// with one key in the batch, the first takes the inserted row. The others are duplicates.
+pub(super) fn applied_turns(
+    turns: &[TurnRows],
+    mut inserted: std::collections::HashSet<(String, String, String)>,
+) -> Vec<bool> {
+    turns
+        .iter()
+        .map(|t| {
+            inserted.remove(&(
+                t.key.channel_id.clone(),
+                t.key.conversation_id.clone(),
+                t.key.activity_id.clone(),
+            ))
+        })
+        .collect()
+}
+
+/// The applied turns' conversation touches, one row per conversation (a multi-row upsert may not touch a
+/// row twice), folded in order as consecutive upserts would have left it.
+pub(super) fn folded_touches(applied: &[(usize, &TurnRows)]) -> Vec<(ConversationRef, Millis)> {
+    let mut touches: Vec<(ConversationRef, Millis)> = Vec::new();
+    for (_, t) in applied {
+        for touch in &t.touches {
+            match touches
+                .iter_mut()
+                .find(|(r, _)| r.conversation_id == touch.conversation_id)
+            {
+                Some((r, at)) => {
+                    *r = ConversationRef {
+                        conversation_id: touch.conversation_id.clone(),
+                        service_url: touch.service_url.clone(),
+                        tenant_id: touch.tenant_id.clone().or(r.tenant_id.take()),
+                        team_id: touch.team_id.clone().or(r.team_id.take()),
+                        team_name: touch.team_name.clone().or(r.team_name.take()),
+                        channel_id: touch.channel_id.clone().or(r.channel_id.take()),
+                        bot_id: touch.bot_id.clone().or(r.bot_id.take()),
+                        conversation_type: touch
+                            .conversation_type
+                            .clone()
+                            .or(r.conversation_type.take()),
+                    };
+                    *at = t.now;
+                }
+                None => touches.push((touch.clone(), t.now)),
+            }
+        }
+    }
+    touches
+}
+
+/// The rows that follow the applied turns' jobs, given the ids the job insert returned by idempotency key
+/// (`inserted`): a job whose key was queued before is not inserted again, nor is its payload.
+pub(super) struct JobFollowUps<'a> {
+    pub(super) payloads: Vec<(i64, &'a NewJob)>,
+    /// Each distinct part once.
+    pub(super) parts: Vec<&'a PayloadPart>,
+    /// (job id, turn index, job, claim): the new jobs the turn's [`BirthClaim`] asks for.
+    pub(super) claims: Vec<(i64, usize, &'a NewJob, &'a BirthClaim)>,
+}
+
+pub(super) fn job_follow_ups<'a>(
+    applied: &[(usize, &'a TurnRows)],
+    mut inserted: std::collections::HashMap<String, i64>,
+) -> JobFollowUps<'a> {
+    let mut rows = JobFollowUps {
+        payloads: Vec::new(),
+        parts: Vec::new(),
+        claims: Vec::new(),
+    };
+    for (index, t) in applied {
+        for job in &t.jobs {
+            let Some(id) = inserted.remove(&job.idempotency_key) else {
+                continue;
+            };
+            rows.payloads.push((id, job));
+            if let Some(part) = &job.part
+                && !rows.parts.iter().any(|p| p.digest == part.digest)
+            {
+                rows.parts.push(part);
+            }
+            if let Some(claim) = &t.claim
+                && claim.keys.contains(&job.idempotency_key)
+            {
+                rows.claims.push((id, *index, job, claim));
+            }
+        }
+    }
+    rows
+}
+
+/// Adds each job its birth claim took (`claimed`, by id) to its turn's commit, as the claim left it.
+pub(super) fn add_born_claimed(
+    commits: &mut [TurnCommit],
+    claims: Vec<(i64, usize, &NewJob, &BirthClaim)>,
+    claimed: &std::collections::HashSet<i64>,
+) {
+    for (id, index, job, claim) in claims {
+        if let (true, Some(commit)) = (claimed.contains(&id), commits.get_mut(index)) {
+            commit.claimed.push(Job {
+                id,
+                kind: job.kind.clone(),
+                payload: job.whole_payload(),
+                idempotency_key: job.idempotency_key.clone(),
+                ordering_key: job.ordering_key.clone(),
+                status: super::JobStatus::Running,
+                attempts: 1,
+                max_attempts: job.max_attempts,
+                run_at: claim.lease_until,
+                locked_by: Some(claim.worker.clone()),
+                last_error: claim.note.clone(),
+                result: None,
+            });
+        }
+    }
+}
+
 /// Commits `turns` (in order: of two with the same key, the first is applied) and says how each ended,
 /// with the jobs each claimed.
 pub(super) type RunTurns<DB> = for<'t> fn(
@@ -88,6 +206,28 @@ pub(super) struct Merged<DB: Database> {
     pub(super) marks: RunMarks<DB>,
     pub(super) successors: RunSuccessors<DB>,
     pub(super) turns: RunTurns<DB>,
+}
+
+/// A backend's merged writes run in one blocking call on a connection of their own: the whole batch (its
+/// begin, marks, take-overs, turns and commit) without a hand-off between tokio and the database's thread
+/// per statement. Under load each hand-off waited for a busy core, and a batch made about fourteen of
+/// them. Only batches made of merged writes alone go this way; the others run on the pool as before.
+pub(super) trait Direct: Send + 'static {
+    /// Runs `marks` (chunks of at most [`MAX_MARKS`] of one kind each), each completion's take-over, and
+    /// `turns` (all or none) in one transaction, and commits it.
+    fn run(&mut self, marks: &[(MarkKind, Vec<Mark>)], turns: &[TurnRows]) -> DirectBatch;
+}
+
+/// One chunk of marks: the ids it updated, and the jobs its completions took over, each with the id of the
+/// completion that took it.
+pub(super) type MarkedChunk = (Result<Vec<i64>, StoreError>, Vec<(i64, Job)>);
+
+/// What a [`Direct`] batch did: for each chunk of marks the ids it updated and the jobs taken over (with the
+/// completion that took each), the turns' commits, and whether the transaction committed.
+pub(super) struct DirectBatch {
+    pub(super) marked: Vec<MarkedChunk>,
+    pub(super) turned: Result<Vec<TurnCommit>, StoreError>,
+    pub(super) committed: Result<(), String>,
 }
 
 /// A mark's answer: whether it applied, and the job its completion took over.
@@ -122,15 +262,17 @@ where
 {
     /// Starts the writer task on `pool` (for SQLite a pool of one connection: the only writer). With
     /// `sync`, the commits do not wait for the disk themselves and `sync` makes them durable before their
-    /// callers hear of them (see [`answer_when_synced`]).
+    /// callers hear of them (see [`answer_when_synced`]). With `direct`, batches of merged writes alone run
+    /// there instead of on `pool`.
     pub(super) fn start(
         pool: Pool<DB>,
         statement_atomic: bool,
         merged: Merged<DB>,
         sync: Option<SyncLog>,
+        direct: Option<Box<dyn Direct>>,
     ) -> Self {
         let (queue, steps) = mpsc::unbounded_channel();
-        tokio::spawn(run(pool, steps, merged, statement_atomic, sync));
+        tokio::spawn(run(pool, steps, merged, statement_atomic, sync, direct));
         Self {
             queue,
             statement_atomic,
@@ -256,25 +398,17 @@ where
     }
 }
 
-/// Claims the next job of each chain whose completion applied in `updated` and asked for it; returns each
-/// claimed job with the id of the completion that took it over. A failure only costs the hand-over: the
-/// worker's next claim finds those jobs.
-async fn take_over<DB>(
-    tx: &mut Tx<DB>,
-    run_successors: RunSuccessors<DB>,
-    statement_atomic: bool,
+/// The chains whose completion applied in `updated` and asked for their next job: at most one take-over per
+/// chain (a chain runs one job at a time, so a second completion in it lost its lease), each with the id of
+/// the completion asking.
+pub(super) fn successors_of(
     updated: &[i64],
-    rows: Vec<Mark>,
-) -> Vec<(i64, Job)>
-where
-    DB: Database,
-    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
-{
+    rows: &[Mark],
+) -> (Vec<(String, i64)>, Vec<Successor>) {
     let mut by = Vec::new();
     let mut successors: Vec<Successor> = Vec::new();
     for mark in rows {
-        let Some(next) = mark.next else { continue };
-        // One claim per chain: a chain runs one job at a time, so a second completion in it lost its lease.
+        let Some(next) = &mark.next else { continue };
         if updated.contains(&mark.id)
             && !successors
                 .iter()
@@ -282,23 +416,21 @@ where
         {
             by.push((next.ordering_key.clone(), mark.id));
             successors.push(Successor {
-                worker: mark.worker,
-                next,
+                worker: mark.worker.clone(),
+                next: next.clone(),
                 now: mark.now,
             });
         }
     }
-    if successors.is_empty() {
-        return Vec::new();
-    }
-    let claimed = if statement_atomic {
-        run_successors(tx, &successors).await
-    } else {
-        in_savepoint(tx, move |tx| {
-            Box::pin(async move { run_successors(tx, &successors).await })
-        })
-        .await
-    };
+    (by, successors)
+}
+
+/// Each job taken over, with the id of the completion that took it (`by`, from [`successors_of`]). A failed
+/// take-over only costs the hand-over: the worker's next claim finds those jobs.
+pub(super) fn taken_over_by(
+    by: &[(String, i64)],
+    claimed: Result<Vec<Job>, StoreError>,
+) -> Vec<(i64, Job)> {
     match claimed {
         Ok(jobs) => jobs
             .into_iter()
@@ -313,6 +445,34 @@ where
             Vec::new()
         }
     }
+}
+
+/// Claims the next job of each chain whose completion applied in `updated` and asked for it; returns each
+/// claimed job with the id of the completion that took it over.
+async fn take_over<DB>(
+    tx: &mut Tx<DB>,
+    run_successors: RunSuccessors<DB>,
+    statement_atomic: bool,
+    updated: &[i64],
+    rows: &[Mark],
+) -> Vec<(i64, Job)>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+{
+    let (by, successors) = successors_of(updated, rows);
+    if successors.is_empty() {
+        return Vec::new();
+    }
+    let claimed = if statement_atomic {
+        run_successors(tx, &successors).await
+    } else {
+        in_savepoint(tx, move |tx| {
+            Box::pin(async move { run_successors(tx, &successors).await })
+        })
+        .await
+    };
+    taken_over_by(&by, claimed)
 }
 
 /// Tells a batch's callers how it ended.
@@ -351,12 +511,22 @@ async fn answer_when_synced(sync: SyncLog, mut committed: mpsc::UnboundedReceive
     }
 }
 
+/// What one batch's merged writes and steps did, however it ran.
+struct Ran {
+    /// Per chunk of marks, in order: the ids it updated, and the jobs its completions took over.
+    marked: Vec<MarkedChunk>,
+    turned: Result<Vec<TurnCommit>, StoreError>,
+    deliveries: Vec<Deliver>,
+    committed: Result<(), String>,
+}
+
 async fn run<DB>(
     pool: Pool<DB>,
     mut entries: mpsc::UnboundedReceiver<Entry<DB>>,
     merged: Merged<DB>,
     statement_atomic: bool,
     sync: Option<SyncLog>,
+    direct: Option<Box<dyn Direct>>,
 ) where
     DB: Database,
     for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
@@ -366,6 +536,7 @@ async fn run<DB>(
         tokio::spawn(answer_when_synced(sync, committed));
         send
     });
+    let mut direct = direct.and_then(direct_thread);
     while let Some(first) = entries.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -386,64 +557,42 @@ async fn run<DB>(
                 Entry::Mark(MarkKind::Sending, mark, send) => sending.push((mark, send)),
             }
         }
-        let mut tx = match pool.begin().await {
-            Ok(tx) => tx,
-            Err(e) => {
-                tracing::error!(error = %e, writes = size, "cannot begin a write transaction");
-                // Dropping the steps and senders tells every caller the write did not happen.
-                continue;
-            }
-        };
         // Marks go first: a completion in this batch may free the next job of its conversation for a
         // claim later in the same batch.
-        let mut marked = Vec::new();
+        let mut mark_chunks = Vec::new();
+        let mut mark_sends = Vec::new();
         for (kind, group) in [(MarkKind::Done, done), (MarkKind::Sending, sending)] {
             let mut group = group.into_iter().peekable();
             while group.peek().is_some() {
                 let (rows, sends): (Vec<Mark>, Vec<_>) = group.by_ref().take(MAX_MARKS).unzip();
-                let ids: Vec<i64> = rows.iter().map(|m| m.id).collect();
-                let run_marks = merged.marks;
-                let updated = if statement_atomic {
-                    run_marks(&mut tx, kind, &rows)
-                        .await
-                        .map(|updated| (updated, rows))
-                } else {
-                    in_savepoint(&mut tx, move |tx| {
-                        Box::pin(async move {
-                            let updated = run_marks(tx, kind, &rows).await?;
-                            Ok((updated, rows))
-                        })
-                    })
-                    .await
-                };
-                let (updated, taken_over) = match updated {
-                    Ok((updated, rows)) => {
-                        let taken_over =
-                            take_over(&mut tx, merged.successors, statement_atomic, &updated, rows)
-                                .await;
-                        (Ok(updated), taken_over)
-                    }
-                    Err(e) => (Err(e), Vec::new()),
-                };
-                marked.push((ids.into_iter().zip(sends), updated, taken_over));
+                mark_sends.push(rows.iter().map(|m| m.id).zip(sends).collect::<Vec<_>>());
+                mark_chunks.push((kind, rows));
             }
         }
-        // Several statements: all of them or none (a savepoint on either backend).
         let (rows, turns): (Vec<TurnRows>, Vec<_>) = turns.into_iter().unzip();
-        let turned = if rows.is_empty() {
-            Ok(Vec::new())
+        let ran = if steps.is_empty() && direct.is_some() {
+            run_direct(&mut direct, mark_chunks, rows).await
         } else {
-            let run_turns = merged.turns;
-            in_savepoint(&mut tx, move |tx| {
-                Box::pin(async move { run_turns(tx, &rows).await })
-            })
-            .await
+            match pool.begin().await {
+                Ok(tx) => run_pooled(tx, &merged, statement_atomic, mark_chunks, rows, steps).await,
+                Err(e) => {
+                    tracing::error!(error = %e, writes = size, "cannot begin a write transaction");
+                    // Dropping the steps and senders tells every caller the write did not happen.
+                    continue;
+                }
+            }
         };
-        let mut deliveries = Vec::with_capacity(steps.len());
-        for step in steps {
-            deliveries.push(step(&mut tx).await);
-        }
-        let committed = tx.commit().await.map_err(|e| e.to_string());
+        let Ran {
+            marked,
+            turned,
+            deliveries,
+            committed,
+        } = ran;
+        let marked: Vec<_> = mark_sends
+            .into_iter()
+            .zip(marked)
+            .map(|(sends, (updated, taken_over))| (sends, updated, taken_over))
+            .collect();
         if let Err(reason) = &committed {
             tracing::error!(error = %reason, writes = size, "a write batch failed to commit");
         }
@@ -501,6 +650,136 @@ async fn run<DB>(
             }
             _ => answer(committed),
         }
+    }
+}
+
+/// A batch for the [`Direct`] connection's thread, and where its outcome goes.
+type DirectWork = (
+    Vec<(MarkKind, Vec<Mark>)>,
+    Vec<TurnRows>,
+    oneshot::Sender<DirectBatch>,
+);
+
+/// Starts the thread that owns `direct` and runs the batches sent to it. One long-lived thread rather
+/// than tokio's blocking pool: the pool hands a batch to whichever of its threads is idle, and each thread
+/// the allocator sees keeps memory of its own (peak RSS rose by 20 to 28 MiB that way).
+fn direct_thread(mut direct: Box<dyn Direct>) -> Option<std::sync::mpsc::Sender<DirectWork>> {
+    let (send, work) = std::sync::mpsc::channel::<DirectWork>();
+    let started = std::thread::Builder::new()
+        .name("store-writer".to_owned())
+        .spawn(move || {
+            while let Ok((marks, turns, answer)) = work.recv() {
+                let _ = answer.send(direct.run(&marks, &turns));
+            }
+        });
+    match started {
+        Ok(_) => Some(send),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the direct writer thread; writes go through the pool");
+            None
+        }
+    }
+}
+
+/// Runs the merged writes on the [`Direct`] connection's thread. If that thread is gone (a panic), later
+/// batches run on the pool.
+async fn run_direct(
+    direct: &mut Option<std::sync::mpsc::Sender<DirectWork>>,
+    marks: Vec<(MarkKind, Vec<Mark>)>,
+    turns: Vec<TurnRows>,
+) -> Ran {
+    let chunks = marks.len();
+    let (answer, outcome) = oneshot::channel();
+    let sent = direct
+        .as_ref()
+        .is_some_and(|thread| thread.send((marks, turns, answer)).is_ok());
+    match (sent, outcome.await) {
+        (true, Ok(batch)) => Ran {
+            marked: batch.marked,
+            turned: batch.turned,
+            deliveries: Vec::new(),
+            committed: batch.committed,
+        },
+        _ => {
+            tracing::error!("the direct writer thread stopped; writes go through the pool");
+            *direct = None;
+            let reason = "the write batch failed: the direct writer stopped";
+            Ran {
+                marked: (0..chunks)
+                    .map(|_| (Err(StoreError::Other(anyhow::anyhow!(reason))), Vec::new()))
+                    .collect(),
+                turned: Err(StoreError::Other(anyhow::anyhow!(reason))),
+                deliveries: Vec::new(),
+                committed: Err(reason.to_owned()),
+            }
+        }
+    }
+}
+
+/// Runs a batch in `tx` through sqlx: the merged writes with the backend's statements, then the steps.
+async fn run_pooled<DB>(
+    mut tx: Tx<DB>,
+    merged: &Merged<DB>,
+    statement_atomic: bool,
+    mark_chunks: Vec<(MarkKind, Vec<Mark>)>,
+    rows: Vec<TurnRows>,
+    steps: Vec<Step<DB>>,
+) -> Ran
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+{
+    let mut marked = Vec::with_capacity(mark_chunks.len());
+    for (kind, rows) in mark_chunks {
+        let run_marks = merged.marks;
+        let updated = if statement_atomic {
+            run_marks(&mut tx, kind, &rows)
+                .await
+                .map(|updated| (updated, rows))
+        } else {
+            in_savepoint(&mut tx, move |tx| {
+                Box::pin(async move {
+                    let updated = run_marks(tx, kind, &rows).await?;
+                    Ok((updated, rows))
+                })
+            })
+            .await
+        };
+        marked.push(match updated {
+            Ok((updated, rows)) => {
+                let taken_over = take_over(
+                    &mut tx,
+                    merged.successors,
+                    statement_atomic,
+                    &updated,
+                    &rows,
+                )
+                .await;
+                (Ok(updated), taken_over)
+            }
+            Err(e) => (Err(e), Vec::new()),
+        });
+    }
+    // Several statements: all of them or none (a savepoint on either backend).
+    let turned = if rows.is_empty() {
+        Ok(Vec::new())
+    } else {
+        let run_turns = merged.turns;
+        in_savepoint(&mut tx, move |tx| {
+            Box::pin(async move { run_turns(tx, &rows).await })
+        })
+        .await
+    };
+    let mut deliveries = Vec::with_capacity(steps.len());
+    for step in steps {
+        deliveries.push(step(&mut tx).await);
+    }
+    let committed = tx.commit().await.map_err(|e| e.to_string());
+    Ran {
+        marked,
+        turned,
+        deliveries,
+        committed,
     }
 }
 
@@ -589,7 +868,7 @@ mod tests {
             successors: no_successors,
             turns: no_turns,
         };
-        let writer = Arc::new(Writer::start(pool.clone(), true, merged, Some(sync)));
+        let writer = Arc::new(Writer::start(pool.clone(), true, merged, Some(sync), None));
 
         let first_ran = Arc::new(AtomicBool::new(false));
         let first = insert(&writer, 1, first_ran.clone());
@@ -623,5 +902,98 @@ mod tests {
                 .is_err_and(|e| e.to_string().contains("could not be made durable")),
             "{failed:?}"
         );
+    }
+
+    /// Answers every mark as applied (the pool's `no_marks` applies none), and panics on its `panic_on`th
+    /// batch.
+    struct FakeDirect {
+        batches: Arc<Mutex<Vec<usize>>>,
+        panic_on: usize,
+    }
+
+    impl Direct for FakeDirect {
+        fn run(&mut self, marks: &[(MarkKind, Vec<Mark>)], turns: &[TurnRows]) -> DirectBatch {
+            let run = {
+                let mut batches = self.batches.lock().unwrap();
+                batches.push(marks.iter().map(|(_, rows)| rows.len()).sum::<usize>() + turns.len());
+                batches.len()
+            };
+            assert_ne!(run, self.panic_on, "the direct connection broke");
+            DirectBatch {
+                marked: marks
+                    .iter()
+                    .map(|(_, rows)| (Ok(rows.iter().map(|m| m.id).collect()), Vec::new()))
+                    .collect(),
+                turned: Ok(Vec::new()),
+                committed: Ok(()),
+            }
+        }
+    }
+
+    fn done(id: i64) -> Mark {
+        Mark {
+            id,
+            worker: "w".to_owned(),
+            text: None,
+            now: 0,
+            next: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn merged_writes_alone_run_on_the_direct_connection_and_the_pool_takes_over_when_it_breaks()
+     {
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect("sqlite::memory:")
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE t (n INTEGER)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let merged = Merged {
+            marks: no_marks,
+            successors: no_successors,
+            turns: no_turns,
+        };
+        let batches = Arc::new(Mutex::new(Vec::new()));
+        let direct = FakeDirect {
+            batches: batches.clone(),
+            panic_on: 3,
+        };
+        let writer = Writer::start(pool.clone(), true, merged, None, Some(Box::new(direct)));
+
+        // Marks alone: the direct connection, in one batch.
+        let (a, b) = tokio::join!(
+            writer.mark(MarkKind::Done, done(1)),
+            writer.mark(MarkKind::Sending, done(2))
+        );
+        assert!(a.unwrap().0);
+        assert!(b.unwrap().0);
+        assert_eq!(*batches.lock().unwrap(), vec![2]);
+
+        // A batch with any other write runs on the pool, merged writes included.
+        let insert = writer.write(|tx| {
+            Box::pin(async move {
+                sqlx::query("INSERT INTO t (n) VALUES (1)")
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(())
+            })
+        });
+        let (mark, inserted) = tokio::join!(writer.mark(MarkKind::Done, done(3)), insert);
+        inserted.unwrap();
+        assert!(!mark.unwrap().0, "no_marks, the pool's statement");
+        assert_eq!(batches.lock().unwrap().len(), 1);
+
+        writer.mark(MarkKind::Done, done(4)).await.unwrap();
+        assert_eq!(batches.lock().unwrap().len(), 2);
+        // The connection breaks: its batch fails, and the pool runs the next one.
+        let broken = writer.mark(MarkKind::Done, done(5)).await;
+        assert!(broken.is_err(), "{broken:?}");
+        let after = writer.mark(MarkKind::Done, done(6)).await.unwrap();
+        assert!(!after.0, "on the pool");
+        assert_eq!(batches.lock().unwrap().len(), 3);
     }
 }

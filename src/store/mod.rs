@@ -6,6 +6,7 @@ mod batch;
 mod postgres;
 mod sql;
 mod sqlite;
+mod sqlite_batch;
 
 use std::sync::Arc;
 

@@ -1453,14 +1453,12 @@ macro_rules! impl_store {
                 }
                 let mut commits = Vec::with_capacity(turns.len());
                 let mut applied = Vec::new();
-                for (index, t) in turns.iter().enumerate() {
-                    let key = (
-                        t.key.channel_id.clone(),
-                        t.key.conversation_id.clone(),
-                        t.key.activity_id.clone(),
-                    );
-                    // Of two turns with one key in the batch, the first takes the inserted row.
-                    if inserted.remove(&key) {
+                for ((index, t), fresh) in turns
+                    .iter()
+                    .enumerate()
+                    .zip(super::batch::applied_turns(turns, inserted))
+                {
+                    if fresh {
                         commits.push(TurnCommit {
                             commit: Commit::Applied,
                             claimed: Vec::new(),
@@ -1481,35 +1479,7 @@ macro_rules! impl_store {
                         });
                     }
                 }
-                // One row per conversation (a multi-row upsert may not touch a row twice), folded in order
-                // as consecutive upserts would have left it.
-                let mut touches: Vec<(ConversationRef, Millis)> = Vec::new();
-                for (_, t) in &applied {
-                    for touch in &t.touches {
-                        match touches
-                            .iter_mut()
-                            .find(|(r, _)| r.conversation_id == touch.conversation_id)
-                        {
-                            Some((r, at)) => {
-                                *r = ConversationRef {
-                                    conversation_id: touch.conversation_id.clone(),
-                                    service_url: touch.service_url.clone(),
-                                    tenant_id: touch.tenant_id.clone().or(r.tenant_id.take()),
-                                    team_id: touch.team_id.clone().or(r.team_id.take()),
-                                    team_name: touch.team_name.clone().or(r.team_name.take()),
-                                    channel_id: touch.channel_id.clone().or(r.channel_id.take()),
-                                    bot_id: touch.bot_id.clone().or(r.bot_id.take()),
-                                    conversation_type: touch
-                                        .conversation_type
-                                        .clone()
-                                        .or(r.conversation_type.take()),
-                                };
-                                *at = t.now;
-                            }
-                            None => touches.push((touch.clone(), t.now)),
-                        }
-                    }
-                }
+                let touches = super::batch::folded_touches(&applied);
                 for (chunk, rows) in sql::row_chunks($placeholders, &touches) {
                     let text = sql::conversation_rows_sql($placeholders, rows);
                     let mut query = sqlx::query(sqlx::AssertSqlSafe(text));
@@ -1551,28 +1521,11 @@ macro_rules! impl_store {
                         inserted.insert(key, id);
                     }
                 }
-                // A job whose key was queued before is not inserted again, nor is its payload.
-                let mut payloads: Vec<(i64, &NewJob)> = Vec::with_capacity(jobs.len());
-                let mut parts: Vec<&super::PayloadPart> = Vec::new();
-                let mut claims: Vec<(i64, usize, &NewJob, &super::BirthClaim)> = Vec::new();
-                for (index, t) in &applied {
-                    for job in &t.jobs {
-                        let Some(id) = inserted.remove(&job.idempotency_key) else {
-                            continue;
-                        };
-                        payloads.push((id, job));
-                        if let Some(part) = &job.part
-                            && !parts.iter().any(|p| p.digest == part.digest)
-                        {
-                            parts.push(part);
-                        }
-                        if let Some(claim) = &t.claim
-                            && claim.keys.contains(&job.idempotency_key)
-                        {
-                            claims.push((id, *index, job, claim));
-                        }
-                    }
-                }
+                let super::batch::JobFollowUps {
+                    payloads,
+                    parts,
+                    claims,
+                } = super::batch::job_follow_ups(&applied, inserted);
                 for (chunk, rows) in sql::row_chunks($placeholders, &parts) {
                     let text = sql::payload_part_rows_sql($placeholders, rows);
                     let mut query = sqlx::query(sqlx::AssertSqlSafe(text));
@@ -1606,24 +1559,7 @@ macro_rules! impl_store {
                     }
                     claimed.extend(query.fetch_all(&mut **tx).await?.into_iter().map(|(id,)| id));
                 }
-                for (id, index, job, claim) in claims {
-                    if let (true, Some(commit)) = (claimed.contains(&id), commits.get_mut(index)) {
-                        commit.claimed.push(Job {
-                            id,
-                            kind: job.kind.clone(),
-                            payload: job.whole_payload(),
-                            idempotency_key: job.idempotency_key.clone(),
-                            ordering_key: job.ordering_key.clone(),
-                            status: JobStatus::Running,
-                            attempts: 1,
-                            max_attempts: job.max_attempts,
-                            run_at: claim.lease_until,
-                            locked_by: Some(claim.worker.clone()),
-                            last_error: claim.note.clone(),
-                            result: None,
-                        });
-                    }
-                }
+                super::batch::add_born_claimed(&mut commits, claims, &claimed);
                 Ok(commits)
             })
         }

@@ -12,6 +12,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 
 use super::batch::{SyncLog, Writer};
 use super::sql::{self, impl_store};
+use super::sqlite_batch::SqliteBatches;
 use super::{
     BirthClaim, CONVERSATION_COLUMNS, CardRef, ChainNext, Change, Commit, ConversationRef,
     ConversationRow, ENGAGEMENT_COLUMNS, Engagement, EngagementRow, FTA_COLUMNS, FtaAuditRecord,
@@ -55,7 +56,7 @@ impl SqliteStore {
         // the busy handler's sleeps; waiting in the writer's queue costs nothing.
         let database = options.get_filename().to_path_buf();
         let on_disk = !database.as_os_str().is_empty() && database != Path::new(":memory:");
-        let sync = on_disk.then(|| wal_sync(database));
+        let sync = on_disk.then(|| wal_sync(database.clone()));
         let write_options = if sync.is_some() {
             options.clone().synchronous(SqliteSynchronous::Normal)
         } else {
@@ -72,6 +73,13 @@ impl SqliteStore {
             .max_connections(max_connections.max(1))
             .connect_with(options.read_only(true))
             .await?;
+        // An in-memory database is private to its connection, so it has no second writer.
+        let direct = if on_disk {
+            let batches = SqliteBatches::open(&database, sync.is_some())?;
+            Some(Box::new(batches) as Box<dyn super::batch::Direct>)
+        } else {
+            None
+        };
         Ok(Self {
             pool,
             writer: Writer::start(
@@ -83,6 +91,7 @@ impl SqliteStore {
                     turns: run_turns,
                 },
                 sync,
+                direct,
             ),
         })
     }
