@@ -263,20 +263,37 @@ where
     /// Starts the writer task on `pool` (for SQLite a pool of one connection: the only writer). With
     /// `sync`, the commits do not wait for the disk themselves and `sync` makes them durable before their
     /// callers hear of them (see [`answer_when_synced`]). With `direct`, batches of merged writes alone run
-    /// there instead of on `pool`.
+    /// there instead of on `pool`, and the writer runs on a thread of its own (see [`Direct`]).
     pub(super) fn start(
         pool: Pool<DB>,
         statement_atomic: bool,
         merged: Merged<DB>,
         sync: Option<SyncLog>,
         direct: Option<Box<dyn Direct>>,
-    ) -> Self {
+    ) -> Result<Self, StoreError> {
         let (queue, steps) = mpsc::unbounded_channel();
-        tokio::spawn(run(pool, steps, merged, statement_atomic, sync, direct));
-        Self {
+        let synced = match sync {
+            Some(sync) => {
+                let (send, committed) = mpsc::unbounded_channel();
+                spawn_thread("store-sync", move || answer_when_synced(&sync, committed))?;
+                Some(send)
+            }
+            None => None,
+        };
+        if direct.is_some() {
+            // The direct batches block, so they may not run on tokio's workers; on a thread of its own, the
+            // writer also wakes as soon as a write arrives, not when a worker gets round to its task.
+            let runtime = tokio::runtime::Handle::try_current()
+                .map_err(|e| StoreError::Other(anyhow::Error::new(e)))?;
+            let writer = run(pool, steps, merged, statement_atomic, synced, direct);
+            spawn_thread("store-writer", move || runtime.block_on(writer))?;
+        } else {
+            tokio::spawn(run(pool, steps, merged, statement_atomic, synced, None));
+        }
+        Ok(Self {
             queue,
             statement_atomic,
-        }
+        })
     }
 
     /// Runs `write` in the next batch, inside its own savepoint, and returns its result once that batch
@@ -486,20 +503,16 @@ pub(super) type SyncLog = std::sync::Arc<dyn Fn() -> std::io::Result<()> + Send 
 /// before it started, so while one runs the writer commits the next batches and the sync after it answers
 /// them all: the disk's flush latency is paid once per sync, not once per batch, and no longer stops the
 /// writer. Nothing a caller does with its answer (an HTTP acknowledgement, a reply sent by a job it
-/// claimed) can happen before the data it depends on is on disk.
-async fn answer_when_synced(sync: SyncLog, mut committed: mpsc::UnboundedReceiver<Answer>) {
-    while let Some(first) = committed.recv().await {
+/// claimed) can happen before the data it depends on is on disk. Runs on a thread of its own: a sync
+/// blocks, and the thread wakes as soon as a batch is committed.
+fn answer_when_synced(sync: &SyncLog, mut committed: mpsc::UnboundedReceiver<Answer>) {
+    while let Some(first) = committed.blocking_recv() {
         let mut answers = vec![first];
         while let Ok(answer) = committed.try_recv() {
             answers.push(answer);
         }
-        let sync = sync.clone();
         let started = std::time::Instant::now();
-        let synced = match tokio::task::spawn_blocking(move || sync()).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
+        let synced = sync();
         metrics::histogram!("fieldbot_store_sync_seconds").record(started.elapsed().as_secs_f64());
         let synced = synced.map_err(|e| {
             tracing::error!(error = %e, "syncing the write log failed; its writes are reported as failed");
@@ -509,6 +522,18 @@ async fn answer_when_synced(sync: SyncLog, mut committed: mpsc::UnboundedReceive
             answer(synced.clone());
         }
     }
+}
+
+fn spawn_thread(name: &str, body: impl FnOnce() + Send + 'static) -> Result<(), StoreError> {
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(body)
+        .map(drop)
+        .map_err(|e| {
+            StoreError::Other(
+                anyhow::Error::new(e).context(format!("cannot start the {name} thread")),
+            )
+        })
 }
 
 /// What one batch's merged writes and steps did, however it ran.
@@ -525,18 +550,12 @@ async fn run<DB>(
     mut entries: mpsc::UnboundedReceiver<Entry<DB>>,
     merged: Merged<DB>,
     statement_atomic: bool,
-    sync: Option<SyncLog>,
-    direct: Option<Box<dyn Direct>>,
+    synced: Option<mpsc::UnboundedSender<Answer>>,
+    mut direct: Option<Box<dyn Direct>>,
 ) where
     DB: Database,
     for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
 {
-    let synced = sync.map(|sync| {
-        let (send, committed) = mpsc::unbounded_channel();
-        tokio::spawn(answer_when_synced(sync, committed));
-        send
-    });
-    let mut direct = direct.and_then(direct_thread);
     while let Some(first) = entries.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -571,7 +590,7 @@ async fn run<DB>(
         }
         let (rows, turns): (Vec<TurnRows>, Vec<_>) = turns.into_iter().unzip();
         let ran = if steps.is_empty() && direct.is_some() {
-            run_direct(&mut direct, mark_chunks, rows).await
+            run_direct(&mut direct, &mark_chunks, &rows)
         } else {
             match pool.begin().await {
                 Ok(tx) => run_pooled(tx, &merged, statement_atomic, mark_chunks, rows, steps).await,
@@ -653,59 +672,32 @@ async fn run<DB>(
     }
 }
 
-/// A batch for the [`Direct`] connection's thread, and where its outcome goes.
-type DirectWork = (
-    Vec<(MarkKind, Vec<Mark>)>,
-    Vec<TurnRows>,
-    oneshot::Sender<DirectBatch>,
-);
-
-/// Starts the thread that owns `direct` and runs the batches sent to it. One long-lived thread rather
-/// than tokio's blocking pool: the pool hands a batch to whichever of its threads is idle, and each thread
-/// the allocator sees keeps memory of its own (peak RSS rose by 20 to 28 MiB that way).
-fn direct_thread(mut direct: Box<dyn Direct>) -> Option<std::sync::mpsc::Sender<DirectWork>> {
-    let (send, work) = std::sync::mpsc::channel::<DirectWork>();
-    let started = std::thread::Builder::new()
-        .name("store-writer".to_owned())
-        .spawn(move || {
-            while let Ok((marks, turns, answer)) = work.recv() {
-                let _ = answer.send(direct.run(&marks, &turns));
-            }
-        });
-    match started {
-        Ok(_) => Some(send),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start the direct writer thread; writes go through the pool");
-            None
-        }
-    }
-}
-
-/// Runs the merged writes on the [`Direct`] connection's thread. If that thread is gone (a panic), later
-/// batches run on the pool.
-async fn run_direct(
-    direct: &mut Option<std::sync::mpsc::Sender<DirectWork>>,
-    marks: Vec<(MarkKind, Vec<Mark>)>,
-    turns: Vec<TurnRows>,
+/// Runs the merged writes on the [`Direct`] connection, on the writer's own thread. If the connection
+/// fails with a panic, it is dropped (its transaction rolled back) and later batches run on the pool.
+fn run_direct(
+    direct: &mut Option<Box<dyn Direct>>,
+    marks: &[(MarkKind, Vec<Mark>)],
+    turns: &[TurnRows],
 ) -> Ran {
-    let chunks = marks.len();
-    let (answer, outcome) = oneshot::channel();
-    let sent = direct
-        .as_ref()
-        .is_some_and(|thread| thread.send((marks, turns, answer)).is_ok());
-    match (sent, outcome.await) {
-        (true, Ok(batch)) => Ran {
+    let ran = direct.as_mut().map(|connection| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            connection.run(marks, turns)
+        }))
+    });
+    match ran {
+        Some(Ok(batch)) => Ran {
             marked: batch.marked,
             turned: batch.turned,
             deliveries: Vec::new(),
             committed: batch.committed,
         },
         _ => {
-            tracing::error!("the direct writer thread stopped; writes go through the pool");
+            tracing::error!("the direct write connection failed; writes go through the pool");
             *direct = None;
-            let reason = "the write batch failed: the direct writer stopped";
+            let reason = "the write batch failed: the direct write connection broke";
             Ran {
-                marked: (0..chunks)
+                marked: marks
+                    .iter()
                     .map(|_| (Err(StoreError::Other(anyhow::anyhow!(reason))), Vec::new()))
                     .collect(),
                 turned: Err(StoreError::Other(anyhow::anyhow!(reason))),
@@ -868,7 +860,7 @@ mod tests {
             successors: no_successors,
             turns: no_turns,
         };
-        let writer = Arc::new(Writer::start(pool.clone(), true, merged, Some(sync), None));
+        let writer = Arc::new(Writer::start(pool.clone(), true, merged, Some(sync), None).unwrap());
 
         let first_ran = Arc::new(AtomicBool::new(false));
         let first = insert(&writer, 1, first_ran.clone());
@@ -962,7 +954,8 @@ mod tests {
             batches: batches.clone(),
             panic_on: 3,
         };
-        let writer = Writer::start(pool.clone(), true, merged, None, Some(Box::new(direct)));
+        let writer =
+            Writer::start(pool.clone(), true, merged, None, Some(Box::new(direct))).unwrap();
 
         // Marks alone: the direct connection, in one batch.
         let (a, b) = tokio::join!(

@@ -43,7 +43,7 @@ impl PostgresStore {
                 // PostgreSQL's commit waits for its own log flush (and groups concurrent ones).
                 None,
                 None,
-            ),
+            )?,
             pool,
         })
     }

@@ -92,7 +92,7 @@ impl SqliteStore {
                 },
                 sync,
                 direct,
-            ),
+            )?,
         })
     }
 }
