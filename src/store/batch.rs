@@ -542,7 +542,22 @@ struct Ran {
     marked: Vec<MarkedChunk>,
     turned: Result<Vec<TurnCommit>, StoreError>,
     deliveries: Vec<Deliver>,
+    /// The merged writes' commit.
     committed: Result<(), String>,
+    /// The deliveries' commit: the same one, unless the merged writes ran on the direct connection.
+    steps_committed: Result<(), String>,
+}
+
+impl Ran {
+    fn nothing() -> Self {
+        Self {
+            marked: Vec::new(),
+            turned: Ok(Vec::new()),
+            deliveries: Vec::new(),
+            committed: Ok(()),
+            steps_committed: Ok(()),
+        }
+    }
 }
 
 async fn run<DB>(
@@ -589,8 +604,36 @@ async fn run<DB>(
             }
         }
         let (rows, turns): (Vec<TurnRows>, Vec<_>) = turns.into_iter().unzip();
-        let ran = if steps.is_empty() && direct.is_some() {
-            run_direct(&mut direct, &mark_chunks, &rows)
+        let merged_writes = !mark_chunks.is_empty() || !rows.is_empty();
+        let ran = if direct.is_some() {
+            // The merged writes commit on the direct connection and the other writes after them, in a
+            // transaction of their own on the pool: they came from different callers at the same moment,
+            // so either order is one they could have had.
+            let mut ran = if merged_writes {
+                run_direct(&mut direct, &mark_chunks, &rows)
+            } else {
+                Ran::nothing()
+            };
+            if !steps.is_empty() {
+                match pool.begin().await {
+                    Ok(tx) => {
+                        let stepped = run_pooled(
+                            tx,
+                            &merged,
+                            statement_atomic,
+                            Vec::new(),
+                            Vec::new(),
+                            steps,
+                        )
+                        .await;
+                        ran.deliveries = stepped.deliveries;
+                        ran.steps_committed = stepped.committed;
+                    }
+                    // Dropping the steps tells their callers the write did not happen.
+                    Err(e) => tracing::error!(error = %e, "cannot begin a write transaction"),
+                }
+            }
+            ran
         } else {
             match pool.begin().await {
                 Ok(tx) => run_pooled(tx, &merged, statement_atomic, mark_chunks, rows, steps).await,
@@ -606,20 +649,28 @@ async fn run<DB>(
             turned,
             deliveries,
             committed,
+            steps_committed,
         } = ran;
         let marked: Vec<_> = mark_sends
             .into_iter()
             .zip(marked)
             .map(|(sends, (updated, taken_over))| (sends, updated, taken_over))
             .collect();
-        if let Err(reason) = &committed {
+        for reason in [&committed, &steps_committed]
+            .into_iter()
+            .filter_map(|c| c.as_ref().err())
+        {
             tracing::error!(error = %reason, writes = size, "a write batch failed to commit");
         }
         metrics::histogram!("fieldbot_store_batch_size").record(size as f64);
         metrics::histogram!("fieldbot_store_batch_seconds").record(started.elapsed().as_secs_f64());
-        let answer: Answer = Box::new(move |committed: Result<(), String>| {
+        let any_committed = committed.is_ok() || steps_committed.is_ok();
+        // Each part is answered with its own commit's outcome, then with the sync's.
+        let answer: Answer = Box::new(move |synced: Result<(), String>| {
+            let committed = committed.and_then(|()| synced.clone());
+            let steps_committed = steps_committed.and_then(|()| synced);
             for deliver in deliveries {
-                deliver(committed.clone());
+                deliver(steps_committed.clone());
             }
             match (turned, &committed) {
                 (Ok(commits), Ok(())) => {
@@ -660,14 +711,14 @@ async fn run<DB>(
                 }
             }
         });
-        match (&committed, &synced) {
+        match (any_committed, &synced) {
             // Answered once the log is on disk; meanwhile the next batch runs.
-            (Ok(()), Some(synced)) => {
+            (true, Some(synced)) => {
                 if let Err(mpsc::error::SendError(answer)) = synced.send(answer) {
                     answer(Err("the write log syncer stopped".to_owned()));
                 }
             }
-            _ => answer(committed),
+            _ => answer(Ok(())),
         }
     }
 }
@@ -690,6 +741,7 @@ fn run_direct(
             turned: batch.turned,
             deliveries: Vec::new(),
             committed: batch.committed,
+            steps_committed: Ok(()),
         },
         _ => {
             tracing::error!("the direct write connection failed; writes go through the pool");
@@ -703,6 +755,7 @@ fn run_direct(
                 turned: Err(StoreError::Other(anyhow::anyhow!(reason))),
                 deliveries: Vec::new(),
                 committed: Err(reason.to_owned()),
+                steps_committed: Ok(()),
             }
         }
     }
@@ -771,6 +824,7 @@ where
         marked,
         turned,
         deliveries,
+        steps_committed: committed.clone(),
         committed,
     }
 }
@@ -933,8 +987,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn merged_writes_alone_run_on_the_direct_connection_and_the_pool_takes_over_when_it_breaks()
-     {
+    async fn merged_writes_run_on_the_direct_connection_and_the_pool_takes_over_when_it_breaks() {
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
             .connect("sqlite::memory:")
@@ -966,7 +1019,8 @@ mod tests {
         assert!(b.unwrap().0);
         assert_eq!(*batches.lock().unwrap(), vec![2]);
 
-        // A batch with any other write runs on the pool, merged writes included.
+        // In a batch with other writes, the merged ones still run on the direct connection, and the others
+        // on the pool.
         let insert = writer.write(|tx| {
             Box::pin(async move {
                 sqlx::query("INSERT INTO t (n) VALUES (1)")
@@ -977,11 +1031,14 @@ mod tests {
         });
         let (mark, inserted) = tokio::join!(writer.mark(MarkKind::Done, done(3)), insert);
         inserted.unwrap();
-        assert!(!mark.unwrap().0, "no_marks, the pool's statement");
-        assert_eq!(batches.lock().unwrap().len(), 1);
+        assert!(mark.unwrap().0);
+        assert_eq!(*batches.lock().unwrap(), vec![2, 1]);
+        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(rows, 1);
 
-        writer.mark(MarkKind::Done, done(4)).await.unwrap();
-        assert_eq!(batches.lock().unwrap().len(), 2);
         // The connection breaks: its batch fails, and the pool runs the next one.
         let broken = writer.mark(MarkKind::Done, done(5)).await;
         assert!(broken.is_err(), "{broken:?}");
