@@ -668,7 +668,7 @@ async fn run<DB>(
         // Each part is answered with its own commit's outcome, then with the sync's.
         let answer: Answer = Box::new(move |synced: Result<(), String>| {
             let committed = committed.and_then(|()| synced.clone());
-            let steps_committed = steps_committed.and_then(|()| synced);
+            let steps_committed = steps_committed.and(synced);
             for deliver in deliveries {
                 deliver(steps_committed.clone());
             }
