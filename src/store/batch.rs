@@ -5,6 +5,9 @@
 //!
 //! A write that fails rolls back to its savepoint only; the others in the batch still commit. Each caller
 //! hears its own result after the commit, so "committed" still means durable.
+//!
+//! On PostgreSQL the writer is a tokio task. On SQLite it is a thread of its own, and the merged writes
+//! (see [`Direct`]) run there on a connection of the writer's own, a batch in one call.
 
 use std::future::Future;
 use std::pin::Pin;
