@@ -48,6 +48,17 @@ impl GraphRecorder for StoreRecorder {
     }
 }
 
+/// How many tokio worker threads the process runs with `settings` on a machine with `cores`: with SQLite,
+/// one fewer than the cores (at least one), since the store's writer and log syncer are busy threads of
+/// their own beside the runtime (README, Performance, step 17); with PostgreSQL, one per core.
+pub fn worker_threads(settings: &Settings, cores: usize) -> usize {
+    if settings.store.url.starts_with("sqlite:") {
+        cores.saturating_sub(1).max(1)
+    } else {
+        cores.max(1)
+    }
+}
+
 pub struct Application {
     listener: tokio::net::TcpListener,
     state: AppState,
@@ -279,4 +290,27 @@ fn outbound_http_client() -> anyhow::Result<reqwest::Client> {
         .user_agent(concat!("fieldbot/", env!("CARGO_PKG_VERSION")))
         .build()
         .context("cannot build the HTTP client")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::path::Path;
+
+    use super::*;
+
+    fn settings(store_url: &str) -> Settings {
+        let env = vec![("FIELDBOT__STORE__URL".to_owned(), store_url.to_owned())];
+        Settings::load_from(None, Path::new("config"), env).unwrap()
+    }
+
+    #[test]
+    fn sqlite_leaves_a_core_to_the_stores_own_threads() {
+        let sqlite = settings("sqlite://data/fieldbot.db");
+        assert_eq!(worker_threads(&sqlite, 2), 1);
+        assert_eq!(worker_threads(&sqlite, 8), 7);
+        assert_eq!(worker_threads(&sqlite, 1), 1);
+        let postgres = settings("postgres://fieldbot@localhost/fieldbot");
+        assert_eq!(worker_threads(&postgres, 2), 2);
+    }
 }

@@ -103,9 +103,35 @@ enum JobsAction {
     },
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    let settings = match cli.command {
+        Command::LocalConnector { .. } => None,
+        _ => match Settings::load() {
+            Ok(s) => Some(s),
+            Err(e) => {
+                eprintln!("fieldbot: {e}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    // TOKIO_WORKER_THREADS, when set, is tokio's to read and wins.
+    if let (Some(settings), None) = (&settings, std::env::var_os("TOKIO_WORKER_THREADS")) {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        runtime.worker_threads(fieldbot::app::worker_threads(settings, cores));
+    }
+    match runtime.build() {
+        Ok(runtime) => runtime.block_on(run(cli, settings)),
+        Err(e) => {
+            eprintln!("fieldbot: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli, settings: Option<Settings>) -> ExitCode {
     if let Command::LocalConnector { bind, json } = cli.command {
         return match fieldbot::local_connector::run(bind, json).await {
             Ok(()) => ExitCode::SUCCESS,
@@ -115,12 +141,8 @@ async fn main() -> ExitCode {
             }
         };
     }
-    let settings = match Settings::load() {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("fieldbot: {e}");
-            return ExitCode::from(2);
-        }
+    let Some(settings) = settings else {
+        return ExitCode::from(2);
     };
     let result = match cli.command {
         Command::PrintConfig => settings
