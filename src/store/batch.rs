@@ -16,8 +16,8 @@ use sqlx::{Database, Pool, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    BirthClaim, ChainNext, ConversationRef, InboundKey, Job, NewJob, PayloadPart, StoreError,
-    TurnCommit,
+    BirthClaim, ChainNext, Commit, ConversationRef, InboundKey, Job, NewJob, PayloadPart,
+    StoreError, TurnCommit,
 };
 use crate::clock::Millis;
 
@@ -96,6 +96,33 @@ pub(super) fn applied_turns(
             ))
         })
         .collect()
+}
+
+/// Each turn's commit, and the applied turns with their index, given which are `fresh` (see
+/// [`applied_turns`]) and, in order, the first response of each duplicate.
+pub(super) fn turn_commits<'a>(
+    turns: &'a [TurnRows],
+    fresh: &[bool],
+    responses: Vec<Option<String>>,
+) -> (Vec<TurnCommit>, Vec<(usize, &'a TurnRows)>) {
+    let mut responses = responses.into_iter();
+    let mut commits = Vec::with_capacity(turns.len());
+    let mut applied = Vec::new();
+    for ((index, t), fresh) in turns.iter().enumerate().zip(fresh) {
+        let commit = if *fresh {
+            applied.push((index, t));
+            Commit::Applied
+        } else {
+            Commit::Duplicate {
+                response: responses.next().flatten(),
+            }
+        };
+        commits.push(TurnCommit {
+            commit,
+            claimed: Vec::new(),
+        });
+    }
+    (commits, applied)
 }
 
 /// The applied turns' conversation touches, one row per conversation (a multi-row upsert may not touch a
@@ -866,6 +893,20 @@ mod tests {
         Box::pin(async { Ok(Vec::new()) })
     }
 
+    /// A one-connection in-memory pool with a table `t (n)` for the writes under test.
+    async fn pool_with_table() -> sqlx::SqlitePool {
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect("sqlite::memory:")
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE t (n INTEGER)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool
+    }
+
     /// A sync that waits for the test's go-ahead, then succeeds or fails as told.
     fn gated_sync() -> (SyncLog, std::sync::mpsc::Sender<Result<(), String>>) {
         let (go, gate) = std::sync::mpsc::channel::<Result<(), String>>();
@@ -902,15 +943,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_write_is_answered_after_a_sync_begun_after_its_commit_and_the_writer_goes_on_meanwhile()
      {
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect("sqlite::memory:")
-            .await
-            .unwrap();
-        sqlx::query("CREATE TABLE t (n INTEGER)")
-            .execute(&pool)
-            .await
-            .unwrap();
+        let pool = pool_with_table().await;
         let (sync, go) = gated_sync();
         let merged = Merged {
             marks: no_marks,
@@ -991,15 +1024,7 @@ mod tests {
 
     #[tokio::test]
     async fn merged_writes_run_on_the_direct_connection_and_the_pool_takes_over_when_it_breaks() {
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect("sqlite::memory:")
-            .await
-            .unwrap();
-        sqlx::query("CREATE TABLE t (n INTEGER)")
-            .execute(&pool)
-            .await
-            .unwrap();
+        let pool = pool_with_table().await;
         let merged = Merged {
             marks: no_marks,
             successors: no_successors,

@@ -1451,34 +1451,18 @@ macro_rules! impl_store {
                     }
                     inserted.extend(query.fetch_all(&mut **tx).await?);
                 }
-                let mut commits = Vec::with_capacity(turns.len());
-                let mut applied = Vec::new();
-                for ((index, t), fresh) in turns
-                    .iter()
-                    .enumerate()
-                    .zip(super::batch::applied_turns(turns, inserted))
-                {
-                    if fresh {
-                        commits.push(TurnCommit {
-                            commit: Commit::Applied,
-                            claimed: Vec::new(),
-                        });
-                        applied.push((index, t));
-                    } else {
-                        let row: Option<(Option<String>,)> = sqlx::query_as(sql::SELECT_INBOUND)
-                            .bind(&t.key.channel_id)
-                            .bind(&t.key.conversation_id)
-                            .bind(&t.key.activity_id)
-                            .fetch_optional(&mut **tx)
-                            .await?;
-                        commits.push(TurnCommit {
-                            commit: Commit::Duplicate {
-                                response: row.and_then(|r| r.0),
-                            },
-                            claimed: Vec::new(),
-                        });
-                    }
+                let fresh = super::batch::applied_turns(turns, inserted);
+                let mut responses = Vec::new();
+                for (t, _) in turns.iter().zip(&fresh).filter(|(_, fresh)| !**fresh) {
+                    let row: Option<(Option<String>,)> = sqlx::query_as(sql::SELECT_INBOUND)
+                        .bind(&t.key.channel_id)
+                        .bind(&t.key.conversation_id)
+                        .bind(&t.key.activity_id)
+                        .fetch_optional(&mut **tx)
+                        .await?;
+                    responses.push(row.and_then(|r| r.0));
                 }
+                let (mut commits, applied) = super::batch::turn_commits(turns, &fresh, responses);
                 let touches = super::batch::folded_touches(&applied);
                 for (chunk, rows) in sql::row_chunks($placeholders, &touches) {
                     let text = sql::conversation_rows_sql($placeholders, rows);

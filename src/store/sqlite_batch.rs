@@ -17,10 +17,10 @@ use rusqlite::{CachedStatement, Connection, OpenFlags, ToSql};
 
 use super::batch::{
     Direct, DirectBatch, JobFollowUps, Mark, MarkKind, Successor, TurnRows, add_born_claimed,
-    applied_turns, folded_touches, job_follow_ups, successors_of, taken_over_by,
+    applied_turns, folded_touches, job_follow_ups, successors_of, taken_over_by, turn_commits,
 };
 use super::sql::{self, Placeholders};
-use super::{Commit, Job, JobRow, NewJob, StoreError, TurnCommit};
+use super::{Job, JobRow, NewJob, StoreError, TurnCommit};
 use crate::clock::Millis;
 
 const STYLE: Placeholders = Placeholders::Anonymous;
@@ -123,31 +123,18 @@ impl SqliteBatches {
             }
             inserted.extend(statement.rows(|row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?);
         }
-        let mut commits = Vec::with_capacity(turns.len());
-        let mut applied = Vec::new();
-        for ((index, t), fresh) in turns.iter().enumerate().zip(applied_turns(turns, inserted)) {
-            if fresh {
-                commits.push(TurnCommit {
-                    commit: Commit::Applied,
-                    claimed: Vec::new(),
-                });
-                applied.push((index, t));
-            } else {
-                let mut statement =
-                    Bound::new(self.connection.prepare_cached(sql::SELECT_INBOUND)?);
-                statement.bind(&t.key.channel_id)?;
-                statement.bind(&t.key.conversation_id)?;
-                statement.bind(&t.key.activity_id)?;
-                let response: Option<Option<String>> =
-                    statement.rows(|row| row.get(0))?.into_iter().next();
-                commits.push(TurnCommit {
-                    commit: Commit::Duplicate {
-                        response: response.flatten(),
-                    },
-                    claimed: Vec::new(),
-                });
-            }
+        let fresh = applied_turns(turns, inserted);
+        let mut responses = Vec::new();
+        for (t, _) in turns.iter().zip(&fresh).filter(|(_, fresh)| !**fresh) {
+            let mut statement = Bound::new(self.connection.prepare_cached(sql::SELECT_INBOUND)?);
+            statement.bind(&t.key.channel_id)?;
+            statement.bind(&t.key.conversation_id)?;
+            statement.bind(&t.key.activity_id)?;
+            let response: Option<Option<String>> =
+                statement.rows(|row| row.get(0))?.into_iter().next();
+            responses.push(response.flatten());
         }
+        let (mut commits, applied) = turn_commits(turns, &fresh, responses);
         let touches = folded_touches(&applied);
         for (chunk, rows) in sql::row_chunks(STYLE, &touches) {
             let text = sql::conversation_rows_sql(STYLE, rows);
