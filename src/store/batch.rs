@@ -241,11 +241,11 @@ pub(super) struct Merged<DB: Database> {
 /// A backend's merged writes run in one blocking call on a connection of their own: the whole batch (its
 /// begin, marks, take-overs, turns and commit) without a hand-off between tokio and the database's thread
 /// per statement. Under load each hand-off waited for a busy core, and a batch made about fourteen of
-/// them. Only batches made of merged writes alone go this way; the others run on the pool as before.
+/// them. A batch's other writes commit after these, in a transaction of their own on the pool.
 pub(super) trait Direct: Send + 'static {
     /// Runs `marks` (chunks of at most [`MAX_MARKS`] of one kind each), each completion's take-over, and
     /// `turns` (all or none) in one transaction, and commits it.
-    fn run(&mut self, marks: &[(MarkKind, Vec<Mark>)], turns: &[TurnRows]) -> DirectBatch;
+    fn run(&mut self, marks: Vec<(MarkKind, Vec<Mark>)>, turns: &[TurnRows]) -> DirectBatch;
 }
 
 /// One chunk of marks: the ids it updated, and the jobs its completions took over, each with the id of the
@@ -258,6 +258,18 @@ pub(super) struct DirectBatch {
     pub(super) marked: Vec<MarkedChunk>,
     pub(super) turned: Result<Vec<TurnCommit>, StoreError>,
     pub(super) committed: Result<(), String>,
+}
+
+impl DirectBatch {
+    /// A batch of `chunks` chunks of marks that did not happen, for `reason`.
+    pub(super) fn failed(chunks: usize, reason: &str) -> Self {
+        let error = || StoreError::Other(anyhow::anyhow!("{reason}"));
+        Self {
+            marked: (0..chunks).map(|_| (Err(error()), Vec::new())).collect(),
+            turned: Err(error()),
+            committed: Err(reason.to_owned()),
+        }
+    }
 }
 
 /// A mark's answer: whether it applied, and the job its completion took over.
@@ -292,8 +304,8 @@ where
 {
     /// Starts the writer task on `pool` (for SQLite a pool of one connection: the only writer). With
     /// `sync`, the commits do not wait for the disk themselves and `sync` makes them durable before their
-    /// callers hear of them (see [`answer_when_synced`]). With `direct`, batches of merged writes alone run
-    /// there instead of on `pool`, and the writer runs on a thread of its own (see [`Direct`]).
+    /// callers hear of them (see [`answer_when_synced`]). With `direct`, the merged writes run there instead
+    /// of on `pool`, and the writer runs on a thread of its own (see [`Direct`]).
     pub(super) fn start(
         pool: Pool<DB>,
         statement_atomic: bool,
@@ -450,12 +462,12 @@ where
 /// the completion asking.
 pub(super) fn successors_of(
     updated: &[i64],
-    rows: &[Mark],
+    rows: Vec<Mark>,
 ) -> (Vec<(String, i64)>, Vec<Successor>) {
     let mut by = Vec::new();
     let mut successors: Vec<Successor> = Vec::new();
     for mark in rows {
-        let Some(next) = &mark.next else { continue };
+        let Some(next) = mark.next else { continue };
         if updated.contains(&mark.id)
             && !successors
                 .iter()
@@ -463,8 +475,8 @@ pub(super) fn successors_of(
         {
             by.push((next.ordering_key.clone(), mark.id));
             successors.push(Successor {
-                worker: mark.worker.clone(),
-                next: next.clone(),
+                worker: mark.worker,
+                next,
                 now: mark.now,
             });
         }
@@ -501,7 +513,7 @@ async fn take_over<DB>(
     run_successors: RunSuccessors<DB>,
     statement_atomic: bool,
     updated: &[i64],
-    rows: &[Mark],
+    rows: Vec<Mark>,
 ) -> Vec<(i64, Job)>
 where
     DB: Database,
@@ -640,7 +652,7 @@ async fn run<DB>(
             // transaction of their own on the pool: they came from different callers at the same moment,
             // so either order is one they could have had.
             let mut ran = if merged_writes {
-                run_direct(&mut direct, &mark_chunks, &rows)
+                run_direct(&mut direct, mark_chunks, &rows)
             } else {
                 Ran::nothing()
             };
@@ -757,37 +769,32 @@ async fn run<DB>(
 /// fails with a panic, it is dropped (its transaction rolled back) and later batches run on the pool.
 fn run_direct(
     direct: &mut Option<Box<dyn Direct>>,
-    marks: &[(MarkKind, Vec<Mark>)],
+    marks: Vec<(MarkKind, Vec<Mark>)>,
     turns: &[TurnRows],
 ) -> Ran {
+    let chunks = marks.len();
     let ran = direct.as_mut().map(|connection| {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             connection.run(marks, turns)
         }))
     });
-    match ran {
-        Some(Ok(batch)) => Ran {
-            marked: batch.marked,
-            turned: batch.turned,
-            deliveries: Vec::new(),
-            committed: batch.committed,
-            steps_committed: Ok(()),
-        },
+    let batch = match ran {
+        Some(Ok(batch)) => batch,
         _ => {
             tracing::error!("the direct write connection failed; writes go through the pool");
             *direct = None;
-            let reason = "the write batch failed: the direct write connection broke";
-            Ran {
-                marked: marks
-                    .iter()
-                    .map(|_| (Err(StoreError::Other(anyhow::anyhow!(reason))), Vec::new()))
-                    .collect(),
-                turned: Err(StoreError::Other(anyhow::anyhow!(reason))),
-                deliveries: Vec::new(),
-                committed: Err(reason.to_owned()),
-                steps_committed: Ok(()),
-            }
+            DirectBatch::failed(
+                chunks,
+                "the write batch failed: the direct write connection broke",
+            )
         }
+    };
+    Ran {
+        marked: batch.marked,
+        turned: batch.turned,
+        deliveries: Vec::new(),
+        committed: batch.committed,
+        steps_committed: Ok(()),
     }
 }
 
@@ -822,14 +829,8 @@ where
         };
         marked.push(match updated {
             Ok((updated, rows)) => {
-                let taken_over = take_over(
-                    &mut tx,
-                    merged.successors,
-                    statement_atomic,
-                    &updated,
-                    &rows,
-                )
-                .await;
+                let taken_over =
+                    take_over(&mut tx, merged.successors, statement_atomic, &updated, rows).await;
                 (Ok(updated), taken_over)
             }
             Err(e) => (Err(e), Vec::new()),
@@ -994,7 +995,7 @@ mod tests {
     }
 
     impl Direct for FakeDirect {
-        fn run(&mut self, marks: &[(MarkKind, Vec<Mark>)], turns: &[TurnRows]) -> DirectBatch {
+        fn run(&mut self, marks: Vec<(MarkKind, Vec<Mark>)>, turns: &[TurnRows]) -> DirectBatch {
             let run = {
                 let mut batches = self.batches.lock().unwrap();
                 batches.push(marks.iter().map(|(_, rows)| rows.len()).sum::<usize>() + turns.len());

@@ -233,27 +233,15 @@ impl SqliteBatches {
 }
 
 impl Direct for SqliteBatches {
-    fn run(&mut self, marks: &[(MarkKind, Vec<Mark>)], turns: &[TurnRows]) -> DirectBatch {
+    fn run(&mut self, marks: Vec<(MarkKind, Vec<Mark>)>, turns: &[TurnRows]) -> DirectBatch {
         if let Err(e) = self.execute("BEGIN IMMEDIATE") {
             let reason = format!("cannot begin a write transaction: {e}");
-            return DirectBatch {
-                marked: marks
-                    .iter()
-                    .map(|_| {
-                        (
-                            Err(StoreError::Other(anyhow::anyhow!("{reason}"))),
-                            Vec::new(),
-                        )
-                    })
-                    .collect(),
-                turned: Err(StoreError::Other(anyhow::anyhow!("{reason}"))),
-                committed: Err(reason),
-            };
+            return DirectBatch::failed(marks.len(), &reason);
         }
         // Marks go first: a completion may free the next job of its conversation for a claim in the turns.
         let marked = marks
-            .iter()
-            .map(|(kind, rows)| match self.marks(*kind, rows) {
+            .into_iter()
+            .map(|(kind, rows)| match self.marks(kind, &rows) {
                 Ok(updated) => {
                     let (by, successors) = successors_of(&updated, rows);
                     let taken_over = if successors.is_empty() {
