@@ -115,6 +115,16 @@ fn main() -> ExitCode {
             }
         },
     };
+    // tokio panics on a value it cannot read; say so plainly instead.
+    if let Some(value) = std::env::var_os("TOKIO_WORKER_THREADS")
+        && value
+            .to_str()
+            .and_then(|v| v.parse::<usize>().ok())
+            .is_none_or(|n| n == 0)
+    {
+        eprintln!("fieldbot: TOKIO_WORKER_THREADS must be a whole number above 0, got {value:?}");
+        return ExitCode::from(2);
+    }
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     runtime.enable_all();
     // TOKIO_WORKER_THREADS, when set, is tokio's to read and wins.

@@ -146,3 +146,34 @@ async fn doctor_says_where_the_wire_log_is_and_when_there_is_none() {
         off.detail
     );
 }
+
+/// `TOKIO_WORKER_THREADS` is read before the runtime starts: a value tokio could not use is refused in a
+/// sentence with exit code 2, not a panic; a good one runs the command.
+#[test]
+fn a_worker_thread_count_that_is_not_a_number_is_refused_plainly() {
+    let run = |threads: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_fieldbot"))
+            .arg("print-config")
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("TOKIO_WORKER_THREADS", threads)
+            .output()
+            .unwrap()
+    };
+    for bad in ["two", "0", "-1"] {
+        let out = run(bad);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {stderr}");
+        assert!(
+            stderr.contains("TOKIO_WORKER_THREADS must be a whole number above 0"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+    let good = run("1");
+    assert!(
+        good.status.success(),
+        "{}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+    assert!(String::from_utf8_lossy(&good.stdout).contains("[store]"));
+}
