@@ -323,3 +323,27 @@ fn job_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<JobRow> {
         result: row.get(11)?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    /// `.cargo/config.toml` compiles the bundled SQLite without the process-wide locks a write took on every
+    /// page fetch and allocation (README "Performance", step 18); a build that lost the setting fails here.
+    #[test]
+    fn the_bundled_sqlite_takes_no_process_wide_lock_per_page_or_allocation() {
+        let connection = rusqlite::Connection::open_in_memory().unwrap();
+        let mut statement = connection.prepare("PRAGMA compile_options").unwrap();
+        let options: Vec<String> = statement
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"),
+            "{options:?}"
+        );
+        assert!(
+            !options.iter().any(|o| o == "ENABLE_MEMORY_MANAGEMENT"),
+            "{options:?}"
+        );
+    }
+}
