@@ -326,6 +326,8 @@ fn job_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<JobRow> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     /// `.cargo/config.toml` compiles the bundled SQLite without the process-wide locks a write took on every
     /// page fetch and allocation (README "Performance", step 18); a build that lost the setting fails here.
     #[test]
