@@ -944,7 +944,14 @@ pub async fn run(setup: Setup, plan: Plan) -> Result<Report, String> {
                             "; the fake refused it {:.1} ms before a SIGKILL",
                             gap.as_secs_f64() * 1000.0
                         ),
-                        None => "; the fake refused it after the last SIGKILL".to_owned(),
+                        // Refused after a kill: the request reached the fake whole while fieldbot died.
+                        None => match kill_times.iter().filter(|kill| **kill < at).max() {
+                            Some(kill) => format!(
+                                "; the fake refused it {:.1} ms after a SIGKILL, which came with the request in its hands",
+                                at.duration_since(*kill).as_secs_f64() * 1000.0
+                            ),
+                            None => "; the fake refused it, with no SIGKILL before or after".to_owned(),
+                        },
                     }
                 });
                 report.held.push((
