@@ -49,8 +49,8 @@ impl GraphRecorder for StoreRecorder {
 }
 
 /// How many tokio worker threads the process runs with `settings` on a machine with `cores`: with SQLite,
-/// one fewer than the cores (at least one), since the store's writer and log syncer are busy threads of
-/// their own beside the runtime (README, Performance, step 17); with PostgreSQL, one per core.
+/// one fewer than the cores (at least one), since the store's writer (which also syncs the log) is a busy
+/// thread of its own beside the runtime (README, Performance, step 17); with PostgreSQL, one per core.
 pub fn worker_threads(settings: &Settings, cores: usize) -> usize {
     if settings.store.url.starts_with("sqlite:") {
         cores.saturating_sub(1).max(1)

@@ -107,7 +107,7 @@ impl_store!(
 
 /// Syncs the write-ahead log that the writer's commits append to without syncing it themselves
 /// (`synchronous=NORMAL`); the writer answers no commit before this ran after it (see
-/// `batch::answer_when_synced`). SQLite syncs the log before each checkpoint and the database after it, so
+/// `batch::Durability`). SQLite syncs the log before each checkpoint and the database after it, so
 /// syncing the log is all that a commit awaiting durability needs.
 ///
 /// The file is opened for each sync: SQLite removes the log when its last connection closes and creates a

@@ -46,7 +46,7 @@ pub(super) struct SqliteBatches {
 
 impl SqliteBatches {
     /// Opens the database at `path` (already created and migrated) for writing. `synchronous_normal` as for
-    /// the pool's writer: the commits do not sync the log; the writer's syncer does.
+    /// the pool's writer: the commits do not sync the log; the writer syncs it after each commit.
     pub(super) fn open(path: &Path, synchronous_normal: bool) -> Result<Self, StoreError> {
         let connection = Connection::open_with_flags(
             path,
