@@ -915,6 +915,25 @@ mod tests {
         Box::pin(async { Ok(Vec::new()) })
     }
 
+    /// Merged writes that touch nothing on the pool.
+    fn merged_nothing() -> Merged<Sqlite> {
+        Merged {
+            marks: no_marks,
+            successors: no_successors,
+            turns: no_turns,
+        }
+    }
+
+    /// The answer to a write whose sync failed: failed, not durable.
+    fn assert_not_durable<T: std::fmt::Debug>(answer: &Result<T, StoreError>) {
+        assert!(
+            answer
+                .as_ref()
+                .is_err_and(|e| e.to_string().contains("could not be made durable")),
+            "{answer:?}"
+        );
+    }
+
     /// A one-connection in-memory pool with a table `t (n)` for the writes under test.
     async fn pool_with_table() -> sqlx::SqlitePool {
         let pool = SqlitePoolOptions::new()
@@ -967,11 +986,7 @@ mod tests {
      {
         let pool = pool_with_table().await;
         let (sync, go) = gated_sync();
-        let merged = Merged {
-            marks: no_marks,
-            successors: no_successors,
-            turns: no_turns,
-        };
+        let merged = merged_nothing();
         let writer = Arc::new(Writer::start(pool.clone(), true, merged, Some(sync), None).unwrap());
 
         let first_ran = Arc::new(AtomicBool::new(false));
@@ -999,20 +1014,26 @@ mod tests {
         );
         // A failed sync: the writes it should have covered are reported as failed, not as durable.
         go.send(Err("EIO".to_owned())).unwrap();
-        let failed = second.await.unwrap();
-        assert!(
-            failed
-                .as_ref()
-                .is_err_and(|e| e.to_string().contains("could not be made durable")),
-            "{failed:?}"
-        );
+        assert_not_durable(&second.await.unwrap());
     }
 
     /// Answers every mark as applied (the pool's `no_marks` applies none), and panics on its `panic_on`th
-    /// batch.
+    /// batch (never with 0).
     struct FakeDirect {
         batches: Arc<Mutex<Vec<usize>>>,
         panic_on: usize,
+    }
+
+    impl FakeDirect {
+        /// The connection, and the sizes of the batches it ran.
+        fn new(panic_on: usize) -> (Self, Arc<Mutex<Vec<usize>>>) {
+            let batches = Arc::new(Mutex::new(Vec::new()));
+            let direct = Self {
+                batches: batches.clone(),
+                panic_on,
+            };
+            (direct, batches)
+        }
     }
 
     impl Direct for FakeDirect {
@@ -1037,16 +1058,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn with_a_direct_connection_the_writer_syncs_each_commit_before_answering_it() {
         let (sync, go) = gated_sync();
-        let merged = Merged {
-            marks: no_marks,
-            successors: no_successors,
-            turns: no_turns,
-        };
-        let batches = Arc::new(Mutex::new(Vec::new()));
-        let direct = FakeDirect {
-            batches: batches.clone(),
-            panic_on: 0,
-        };
+        let merged = merged_nothing();
+        let (direct, batches) = FakeDirect::new(0);
         let writer = Arc::new(
             Writer::start(
                 pool_with_table().await,
@@ -1074,13 +1087,7 @@ mod tests {
         assert!(first.await.unwrap().unwrap().0);
         // A failed sync: the write it covered is reported as failed, not as durable.
         go.send(Err("EIO".to_owned())).unwrap();
-        let failed = second.await.unwrap();
-        assert!(
-            failed
-                .as_ref()
-                .is_err_and(|e| e.to_string().contains("could not be made durable")),
-            "{failed:?}"
-        );
+        assert_not_durable(&second.await.unwrap());
         assert_eq!(*batches.lock().unwrap(), vec![1, 1]);
     }
 
@@ -1097,16 +1104,8 @@ mod tests {
     #[tokio::test]
     async fn merged_writes_run_on_the_direct_connection_and_the_pool_takes_over_when_it_breaks() {
         let pool = pool_with_table().await;
-        let merged = Merged {
-            marks: no_marks,
-            successors: no_successors,
-            turns: no_turns,
-        };
-        let batches = Arc::new(Mutex::new(Vec::new()));
-        let direct = FakeDirect {
-            batches: batches.clone(),
-            panic_on: 3,
-        };
+        let merged = merged_nothing();
+        let (direct, batches) = FakeDirect::new(3);
         let writer =
             Writer::start(pool.clone(), true, merged, None, Some(Box::new(direct))).unwrap();
 
