@@ -314,18 +314,11 @@ where
         direct: Option<Box<dyn Direct>>,
     ) -> Result<Self, StoreError> {
         let (queue, steps) = mpsc::unbounded_channel();
-        let durability = match sync {
-            None => Durability::Committed,
-            Some(sync) if direct.is_some() => Durability::Inline(sync),
-            Some(sync) => {
-                let (send, committed) = mpsc::unbounded_channel();
-                spawn_thread("store-sync", move || answer_when_synced(&sync, committed))?;
-                Durability::Syncer(send)
-            }
-        };
-        if direct.is_some() {
-            // The direct batches block, so they may not run on tokio's workers; on a thread of its own, the
-            // writer also wakes as soon as a write arrives, not when a worker gets round to its task.
+        // A writer that syncs, or runs blocking batches, may not run on tokio's workers; on a thread of its
+        // own, it also wakes as soon as a write arrives, not when a worker gets round to its task.
+        let own_thread = direct.is_some() || sync.is_some();
+        let durability = sync.map_or(Durability::Committed, Durability::Inline);
+        if own_thread {
             let runtime = tokio::runtime::Handle::try_current()
                 .map_err(|e| StoreError::Other(anyhow::Error::new(e)))?;
             let writer = run(pool, steps, merged, statement_atomic, durability, direct);
@@ -548,13 +541,10 @@ pub(super) type SyncLog = std::sync::Arc<dyn Fn() -> std::io::Result<()> + Send 
 enum Durability {
     /// The commit itself waited for the disk, or there is no disk.
     Committed,
-    /// The writer syncs the log right after its commit, on its own thread (with a [`Direct`] connection).
-    /// Measured against handing each batch to the syncer thread below: more acks and less CPU, because the
-    /// hand-off cost more than the overlap gained (README "Performance", step 19).
+    /// The writer syncs the log right after its commit, on its own thread. Measured against handing each
+    /// batch to a syncer thread that answered it while the writer went on: more acks and less CPU, because
+    /// the hand-off cost more than the overlap gained (README "Performance", step 19).
     Inline(SyncLog),
-    /// The syncer thread answers the batch (see [`answer_when_synced`]): a writer running as a tokio task
-    /// must not block on the disk.
-    Syncer(mpsc::UnboundedSender<Answer>),
 }
 
 /// Runs `sync`, recording how long it took; an error becomes the reason every write it covered failed.
@@ -566,24 +556,6 @@ fn sync_log(sync: &SyncLog) -> Result<(), String> {
         tracing::error!(error = %e, "syncing the write log failed; its writes are reported as failed");
         format!("the write could not be made durable: {e}")
     })
-}
-
-/// Answers committed batches once the log holding them is synced. One sync covers every batch committed
-/// before it started, so while one runs the writer commits the next batches and the sync after it answers
-/// them all: the disk's flush latency is paid once per sync, not once per batch, and does not stop the
-/// writer. Runs on a thread of its own: a sync blocks, and the thread wakes as soon as a batch is
-/// committed.
-fn answer_when_synced(sync: &SyncLog, mut committed: mpsc::UnboundedReceiver<Answer>) {
-    while let Some(first) = committed.blocking_recv() {
-        let mut answers = vec![first];
-        while let Ok(answer) = committed.try_recv() {
-            answers.push(answer);
-        }
-        let synced = sync_log(sync);
-        for answer in answers {
-            answer(synced.clone());
-        }
-    }
 }
 
 fn spawn_thread(name: &str, body: impl FnOnce() + Send + 'static) -> Result<(), StoreError> {
@@ -775,12 +747,6 @@ async fn run<DB>(
         });
         match (any_committed, &durability) {
             (true, Durability::Inline(sync)) => answer(sync_log(sync)),
-            // Answered once the log is on disk; meanwhile the next batch runs.
-            (true, Durability::Syncer(synced)) => {
-                if let Err(mpsc::error::SendError(answer)) = synced.send(answer) {
-                    answer(Err("the write log syncer stopped".to_owned()));
-                }
-            }
             _ => answer(Ok(())),
         }
     }
@@ -981,9 +947,10 @@ mod tests {
         })
     }
 
+    /// Without a direct connection the rule is the same: the writer, on its own thread, syncs each commit
+    /// before answering it and before the next batch runs.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_write_is_answered_after_a_sync_begun_after_its_commit_and_the_writer_goes_on_meanwhile()
-     {
+    async fn without_a_direct_connection_the_writer_also_syncs_each_commit_before_answering_it() {
         let pool = pool_with_table().await;
         let (sync, go) = gated_sync();
         let merged = merged_nothing();
@@ -995,26 +962,20 @@ mod tests {
         assert!(first_ran.load(Ordering::SeqCst), "committed");
         assert!(!first.is_finished(), "not answered before its sync");
 
-        // While that sync waits for the disk, the next batch runs and commits.
         let second_ran = Arc::new(AtomicBool::new(false));
         let second = insert(&writer, 2, second_ran.clone());
         tokio::time::sleep(Duration::from_millis(200)).await;
-        assert!(second_ran.load(Ordering::SeqCst));
-        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-        assert_eq!(rows, 2);
+        assert!(
+            !second_ran.load(Ordering::SeqCst),
+            "waits for the sync before it"
+        );
 
         go.send(Ok(())).unwrap();
         first.await.unwrap().unwrap();
-        assert!(
-            !second.is_finished(),
-            "committed after that sync began: it waits for the next one"
-        );
-        // A failed sync: the writes it should have covered are reported as failed, not as durable.
+        // A failed sync: the write it covered is reported as failed, not as durable.
         go.send(Err("EIO".to_owned())).unwrap();
         assert_not_durable(&second.await.unwrap());
+        assert!(second_ran.load(Ordering::SeqCst));
     }
 
     /// Answers every mark as applied (the pool's `no_marks` applies none), and panics on its `panic_on`th
