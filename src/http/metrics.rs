@@ -1,4 +1,6 @@
-//! Prometheus text. Queue depth is read from the store at scrape time so it is right on every replica.
+//! Prometheus text. Queue depth is read from the store at scrape time so it is right on every replica. Done
+//! jobs are not counted there: that would walk the whole history on every scrape
+//! (`fieldbot_jobs_completed_total` counts completions instead).
 
 use axum::Router;
 use axum::extract::State;
@@ -14,9 +16,9 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn render(State(state): State<AppState>) -> impl IntoResponse {
-    match state.store.job_counts().await {
+    match state.store.queue_counts().await {
         Ok(counts) => {
-            for status in JobStatus::ALL {
+            for status in JobStatus::ALL.into_iter().filter(|s| *s != JobStatus::Done) {
                 let n = counts
                     .iter()
                     .find(|(s, _)| *s == status)

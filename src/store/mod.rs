@@ -585,7 +585,13 @@ pub trait Store: Send + Sync + 'static {
     /// The earliest time a job could become claimable, if any.
     async fn next_job_due(&self) -> Result<Option<Millis>, StoreError>;
 
+    /// Jobs per status, the finished history included: that walks every job ever run.
     async fn job_counts(&self) -> Result<Vec<(JobStatus, i64)>, StoreError>;
+
+    /// The queue: jobs waiting, running or held for an operator, per status (none done). Counted through
+    /// the partial indexes of those statuses, so its cost is the queue's size, not the history's: this is
+    /// what every `/metrics` scrape reads.
+    async fn queue_counts(&self) -> Result<Vec<(JobStatus, i64)>, StoreError>;
 
     async fn jobs_with_status(&self, status: JobStatus, limit: u32)
     -> Result<Vec<Job>, StoreError>;

@@ -381,6 +381,19 @@ pub(super) const NEXT_DUE: &str =
 
 pub(super) const JOB_COUNTS: &str = "SELECT status, COUNT(*) FROM jobs GROUP BY status";
 
+/// Rows of (status, count), the statuses this version knows.
+pub(super) fn status_counts(rows: Vec<(String, i64)>) -> Vec<(super::JobStatus, i64)> {
+    rows.into_iter()
+        .filter_map(|(s, n)| super::JobStatus::parse(&s).map(|s| (s, n)))
+        .collect()
+}
+
+/// Each part is one of the partial indexes of migration 0005 (see [`super::Store::queue_counts`]).
+pub(super) const QUEUE_COUNTS: &str = "SELECT status, COUNT(*) FROM jobs \
+     WHERE status IN ('pending', 'running') GROUP BY status \
+     UNION ALL SELECT 'dead', COUNT(*) FROM jobs WHERE status = 'dead' \
+     UNION ALL SELECT 'unconfirmed', COUNT(*) FROM jobs WHERE status = 'unconfirmed'";
+
 pub(super) const PRUNE_INBOUND: &str = "DELETE FROM inbound_activities WHERE received_at < $1";
 
 pub(super) const INSERT_ENGAGEMENT: &str = "INSERT INTO engagements \
@@ -861,13 +874,19 @@ macro_rules! impl_store {
             }
 
             async fn job_counts(&self) -> Result<Vec<(JobStatus, i64)>, StoreError> {
-                let rows: Vec<(String, i64)> = sqlx::query_as(sql::JOB_COUNTS)
-                    .fetch_all(&self.pool)
-                    .await?;
-                Ok(rows
-                    .into_iter()
-                    .filter_map(|(s, n)| JobStatus::parse(&s).map(|s| (s, n)))
-                    .collect())
+                Ok(sql::status_counts(
+                    sqlx::query_as(sql::JOB_COUNTS)
+                        .fetch_all(&self.pool)
+                        .await?,
+                ))
+            }
+
+            async fn queue_counts(&self) -> Result<Vec<(JobStatus, i64)>, StoreError> {
+                Ok(sql::status_counts(
+                    sqlx::query_as(sql::QUEUE_COUNTS)
+                        .fetch_all(&self.pool)
+                        .await?,
+                ))
             }
 
             async fn jobs_with_status(
@@ -1611,6 +1630,50 @@ pub(super) use impl_store;
 mod tests {
     #![allow(clippy::indexing_slicing)]
     use super::*;
+
+    /// A `/metrics` scrape must cost the queue, not the history: on SQLite's schema every part of the
+    /// queue's count reads one of the partial indexes of live or held jobs, where counting every status
+    /// scans the table.
+    #[test]
+    fn the_queue_is_counted_through_the_indexes_of_live_and_held_jobs() {
+        #![allow(clippy::unwrap_used)]
+        let db = rusqlite::Connection::open_in_memory().unwrap();
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|f| f.unwrap().path())
+            .collect();
+        files.sort();
+        for file in files {
+            db.execute_batch(&std::fs::read_to_string(file).unwrap())
+                .unwrap();
+        }
+        let plan = |text: &str| -> Vec<String> {
+            let mut statement = db.prepare(&format!("EXPLAIN QUERY PLAN {text}")).unwrap();
+            statement
+                .query_map([], |row| row.get::<_, String>(3))
+                .unwrap()
+                .map(Result::unwrap)
+                .filter(|step| step.contains(" jobs"))
+                .collect()
+        };
+        let queue = plan(QUEUE_COUNTS);
+        assert_eq!(queue.len(), 3, "{queue:?}");
+        for step in &queue {
+            assert!(
+                [
+                    "jobs_live_due",
+                    "jobs_live_chain",
+                    "jobs_dead",
+                    "jobs_unconfirmed"
+                ]
+                .iter()
+                .any(|index| step.contains(&format!("INDEX {index}"))),
+                "{queue:?}"
+            );
+        }
+        assert_eq!(plan(JOB_COUNTS), ["SCAN jobs"]);
+    }
 
     /// The merged statements are the single-row ones repeated: one row gives back the original text.
     #[test]

@@ -320,6 +320,17 @@ async fn job_story(s: &dyn Store) {
 
     let counts = s.job_counts().await.unwrap();
     assert!(counts.contains(&(JobStatus::Done, 2)), "{counts:?}");
+    // The queue is every count but the finished history's.
+    let mut queue = s.queue_counts().await.unwrap();
+    let mut expected: Vec<_> = counts
+        .into_iter()
+        .filter(|(status, n)| *status != JobStatus::Done && *n > 0)
+        .collect();
+    queue.retain(|(_, n)| *n > 0);
+    queue.sort_by_key(|(status, _)| status.as_str());
+    expected.sort_by_key(|(status, _)| status.as_str());
+    assert!(!expected.is_empty());
+    assert_eq!(queue, expected);
 }
 
 fn engagement(id: i64, conversation: &str) -> Engagement {

@@ -105,6 +105,7 @@ async fn health_readiness_and_metrics() {
         .await
         .unwrap();
     assert!(text.contains("fieldbot_jobs{status=\"pending\"}"), "{text}");
+    assert!(!text.contains("fieldbot_jobs{status=\"done\"}"), "{text}");
     assert!(text.contains("fieldbot_http_requests_total"), "{text}");
     let r = app.http.get(app.url("/nope")).send().await.unwrap();
     assert_eq!(r.status(), 404);
