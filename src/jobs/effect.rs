@@ -286,8 +286,9 @@ impl Effect {
             m.service_url,
             m.conversation_id,
             m.activity,
+            m.activity_id,
         ) {
-            ("connector_send", Some(service_url), Some(conversation_id), Some(activity)) => {
+            ("connector_send", Some(service_url), Some(conversation_id), Some(activity), _) => {
                 Ok(Effect::ConnectorSend(SendActivity {
                     service_url,
                     conversation_id,
@@ -296,17 +297,18 @@ impl Effect {
                     card_key: m.card_key,
                 }))
             }
-            ("connector_update", Some(service_url), Some(conversation_id), Some(activity)) => {
-                match m.activity_id {
-                    Some(activity_id) => Ok(Effect::ConnectorUpdate(UpdateActivity {
-                        service_url,
-                        conversation_id,
-                        activity_id,
-                        activity: OutboundActivity::from_raw(activity),
-                    })),
-                    None => serde_json::from_str(payload),
-                }
-            }
+            (
+                "connector_update",
+                Some(service_url),
+                Some(conversation_id),
+                Some(activity),
+                Some(activity_id),
+            ) => Ok(Effect::ConnectorUpdate(UpdateActivity {
+                service_url,
+                conversation_id,
+                activity_id,
+                activity: OutboundActivity::from_raw(activity),
+            })),
             _ => serde_json::from_str(payload),
         }
     }
