@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use super::fakes::{Fakes, FaultCounts, Faults, ISSUER, Rng, read_message};
+use super::fakes::{Fakes, FaultCounts, Faults, Heard, ISSUER, Rng, read_message};
 
 pub const APP_ID: &str = "0f6c2f39-6a0e-4a55-9d7e-4c1b6f3e2a10";
 pub const BOT_ID: &str = "28:0f6c2f39-6a0e-4a55-9d7e-4c1b6f3e2a10";
@@ -313,10 +313,19 @@ impl Drop for Slot {
 
 struct Cluster {
     slots: Mutex<Vec<Slot>>,
+    /// When each replica process was spawned, and which slot it runs in.
+    spawned: Mutex<Vec<(Instant, usize)>>,
     addrs: Vec<SocketAddr>,
     rr: AtomicUsize,
     setup: Setup,
     fakes: Fakes,
+}
+
+/// A job held as unconfirmed, as `fieldbot jobs list` shows it.
+struct HeldJob {
+    id: i64,
+    attempts: u32,
+    reason: String,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -336,9 +345,9 @@ impl Cluster {
         Ok(c)
     }
 
-    /// The jobs held as unconfirmed at the end, by idempotency key, with the reason recorded on each (read
-    /// with `fieldbot jobs list`, as an operator would).
-    async fn held_jobs(&self) -> Result<BTreeMap<String, String>, String> {
+    /// The jobs held as unconfirmed at the end, by idempotency key (read with `fieldbot jobs list`, as an
+    /// operator would).
+    async fn held_jobs(&self) -> Result<BTreeMap<String, HeldJob>, String> {
         let addr = self.addrs.first().copied().ok_or("no replica")?;
         let mut list = self.fieldbot(
             addr,
@@ -367,12 +376,20 @@ impl Cluster {
         let mut lines = text.lines();
         while let Some(line) = lines.next() {
             // "#<id> <kind> attempts <n> <key>", then the reason on the next line.
-            if let Some(key) = line
+            let words: Vec<&str> = line
                 .strip_prefix('#')
-                .and_then(|l| l.split_whitespace().nth(4))
-            {
+                .map(|l| l.split_whitespace().collect())
+                .unwrap_or_default();
+            if let [id, _, _, attempts, key, ..] = words.as_slice() {
                 let reason = lines.next().unwrap_or_default().trim().to_owned();
-                held.insert(key.to_owned(), reason);
+                held.insert(
+                    (*key).to_owned(),
+                    HeldJob {
+                        id: id.parse().unwrap_or(0),
+                        attempts: attempts.parse().unwrap_or(0),
+                        reason,
+                    },
+                );
             }
         }
         Ok(held)
@@ -444,6 +461,7 @@ impl Cluster {
             .command(addr, &log)
             .and_then(|mut c| c.spawn())
             .map_err(|e| format!("starting fieldbot: {e}"))?;
+        lock(&self.spawned).push((Instant::now(), i));
         if let Some(slot) = lock(&self.slots).get_mut(i) {
             slot.child = Some(child);
         }
@@ -751,6 +769,7 @@ pub async fn run(setup: Setup, plan: Plan) -> Result<Report, String> {
     let ctx = Arc::new(Ctx {
         cluster: Cluster {
             slots: Mutex::new(slots),
+            spawned: Mutex::new(Vec::new()),
             addrs,
             rr: AtomicUsize::new(0),
             setup,
@@ -851,7 +870,7 @@ pub async fn run(setup: Setup, plan: Plan) -> Result<Report, String> {
 
     // The killer: at each kill point, SIGKILL one replica (in turn), then restart it.
     let mut kills = 0;
-    let mut kill_times = Vec::new();
+    let mut kill_times: Vec<(Instant, usize)> = Vec::new();
     for (k, point) in kill_points.iter().enumerate() {
         while progress.load(Ordering::Relaxed) < *point && !tasks.is_empty() {
             if tasks.try_join_next().is_some() {
@@ -861,7 +880,7 @@ pub async fn run(setup: Setup, plan: Plan) -> Result<Report, String> {
         }
         let victim = k % plan.replicas.max(1);
         ctx.cluster.kill(victim);
-        kill_times.push(Instant::now());
+        kill_times.push((Instant::now(), victim));
         kills += 1;
         let down = Duration::from_millis(300 + rng.below(700));
         tokio::time::sleep(down).await;
@@ -929,35 +948,17 @@ pub async fn run(setup: Setup, plan: Plan) -> Result<Report, String> {
         let held = ctx.cluster.held_jobs().await?;
         for key in &report.lost {
             let job = key.split('#').next().unwrap_or(key);
-            if let Some(reason) = held.get(job) {
-                // Whether the fake had refused it (so it was never applied) and how close to a kill: a
-                // request refused just before a kill whose answer fieldbot never read is the limit of
-                // exactly-once without receiver idempotency.
-                let refused = fakes.last_refused(key).map(|at| {
-                    let gap = kill_times
-                        .iter()
-                        .filter(|kill| **kill >= at)
-                        .map(|kill| kill.duration_since(at))
-                        .min();
-                    match gap {
-                        Some(gap) => format!(
-                            "; the fake refused it {:.1} ms before a SIGKILL",
-                            gap.as_secs_f64() * 1000.0
-                        ),
-                        // Refused after a kill: the request reached the fake whole while fieldbot died.
-                        None => match kill_times.iter().filter(|kill| **kill < at).max() {
-                            Some(kill) => format!(
-                                "; the fake refused it {:.1} ms after a SIGKILL, which came with the request in its hands",
-                                at.duration_since(*kill).as_secs_f64() * 1000.0
-                            ),
-                            None => "; the fake refused it, with no SIGKILL before or after".to_owned(),
-                        },
-                    }
-                });
-                report.held.push((
-                    key.clone(),
-                    format!("{reason}{}", refused.unwrap_or_default()),
-                ));
+            if let Some(held) = held.get(job) {
+                let story = CutOffStory {
+                    started,
+                    heard: fakes.heard(key),
+                    kills: &kill_times,
+                    spawned: lock(&ctx.cluster.spawned).clone(),
+                    wire_dir: ctx.cluster.setup.log_dir.join("wire"),
+                };
+                report
+                    .held
+                    .push((key.clone(), format!("{}{}", held.reason, story.tell(held))));
             }
         }
     }
@@ -970,6 +971,114 @@ pub async fn run(setup: Setup, plan: Plan) -> Result<Report, String> {
     }
     report.wall = started.elapsed();
     Ok(report)
+}
+
+/// What the run can tell about a held job whose effect never reached a fake: the fake's hearings of its
+/// key, the kills, and which process marked the cut-off attempt's request as leaving in its wire log.
+struct CutOffStory<'a> {
+    started: Instant,
+    heard: Vec<Heard>,
+    /// Each SIGKILL, and the slot it hit.
+    kills: &'a [(Instant, usize)],
+    spawned: Vec<(Instant, usize)>,
+    wire_dir: PathBuf,
+}
+
+impl CutOffStory<'_> {
+    fn at(&self, t: Instant) -> String {
+        format!(
+            "{:.3} s",
+            t.saturating_duration_since(self.started).as_secs_f64()
+        )
+    }
+
+    /// When the process that wrote `"<job> <attempt>"` in its wire log was spawned, and its slot: the
+    /// latest spawn before its log file was created (a process opens its log as it starts).
+    fn marked_by(&self, job: i64, attempt: u32) -> Option<(Instant, usize)> {
+        let line = format!("{job} {attempt}");
+        let entries = std::fs::read_dir(&self.wire_dir).ok()?;
+        let created = entries.flatten().find_map(|e| {
+            let text = std::fs::read_to_string(e.path()).ok()?;
+            text.lines()
+                .any(|l| l == line)
+                .then(|| e.metadata().and_then(|m| m.created()).ok())
+                .flatten()
+        })?;
+        let age = SystemTime::now().duration_since(created).ok()?;
+        let created = Instant::now().checked_sub(age)?;
+        self.spawned
+            .iter()
+            .filter(|(spawned, _)| *spawned <= created)
+            .max_by_key(|(spawned, _)| *spawned)
+            .copied()
+    }
+
+    /// The story, appended to the job's held reason.
+    fn tell(&self, held: &HeldJob) -> String {
+        let attempt = held.attempts.saturating_sub(1);
+        let hearings: Vec<String> = self
+            .heard
+            .iter()
+            .map(|h| format!("{} at {}", h.fate, self.at(h.at)))
+            .collect();
+        let kills: Vec<String> = self.kills.iter().map(|(k, _)| self.at(*k)).collect();
+        let mut story = format!(
+            ". The fake read this key {} time(s) ({}); SIGKILLs at {}",
+            hearings.len(),
+            hearings.join(", "),
+            kills.join(", ")
+        );
+        let Some((spawned, slot)) = self.marked_by(held.id, attempt) else {
+            story.push_str(&format!(
+                "; no wire log has attempt {attempt}'s line (or its file's creation time is unknown)"
+            ));
+            return story;
+        };
+        let Some(kill) = self
+            .kills
+            .iter()
+            .filter(|(k, victim)| *victim == slot && *k >= spawned)
+            .map(|(k, _)| *k)
+            .min()
+        else {
+            story.push_str(&format!(
+                "; attempt {attempt} was marked as leaving by the process spawned at {}, which no SIGKILL hit",
+                self.at(spawned)
+            ));
+            return story;
+        };
+        story.push_str(&format!(
+            "; attempt {attempt} was marked as leaving by the process spawned at {} and SIGKILLed at {}",
+            self.at(spawned),
+            self.at(kill)
+        ));
+        story.push_str(&cut_off_verdict(&self.heard, spawned, kill));
+        story
+    }
+}
+
+/// What became of the request of an attempt marked as leaving by a process spawned at `spawned` and
+/// SIGKILLed at `kill`, judged from the fake's hearings of its key. Only the process's own hearings count:
+/// an earlier attempt's refusal says nothing about this one.
+fn cut_off_verdict(heard: &[Heard], spawned: Instant, kill: Instant) -> String {
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    match heard.iter().rfind(|h| h.at >= spawned) {
+        None => {
+            "; the fake never read a request of that process under this key: the kill came between \
+                 the mark and the request reaching the fake"
+                .to_owned()
+        }
+        Some(last) if last.refused() && last.at <= kill => format!(
+            "; the fake refused that process's request {:.1} ms before the kill, which came before \
+             fieldbot read the answer",
+            ms(kill.duration_since(last.at))
+        ),
+        Some(last) if last.refused() => format!(
+            "; the fake read that process's request whole and refused it {:.1} ms after the kill",
+            ms(last.at.duration_since(kill))
+        ),
+        Some(last) => format!("; the fake's last hearing of it was \"{}\"", last.fate),
+    }
 }
 
 /// Waits until no job is pending or running (read from `/metrics` of a live replica, twice in a row).
@@ -1011,4 +1120,46 @@ fn job_counts(metrics: &str) -> BTreeMap<String, u64> {
             Some((status.to_owned(), n as u64))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn heard(at: Instant, fate: &'static str) -> Heard {
+        Heard { at, fate }
+    }
+
+    #[test]
+    fn a_cut_off_request_is_told_by_the_hearings_of_the_process_that_marked_it() {
+        let spawned = Instant::now();
+        let kill = spawned + Duration::from_secs(3);
+        let before_spawn = spawned
+            .checked_sub(Duration::from_secs(1))
+            .unwrap_or(spawned);
+        let ms = Duration::from_millis;
+
+        // Refused, and the kill came before fieldbot read the answer.
+        let told = cut_off_verdict(&[heard(kill - ms(2), "503")], spawned, kill);
+        assert!(told.contains("2.0 ms before the kill"), "{told}");
+        // Already in the fake's hands when fieldbot died: read and refused after the kill. (Measuring only to
+        // kills after the refusal called this "before" the next kill, seconds away.)
+        let told = cut_off_verdict(&[heard(kill + ms(5), "429")], spawned, kill);
+        assert!(told.contains("5.0 ms after the kill"), "{told}");
+        // An earlier process's refusal is not this attempt's: its request never arrived.
+        let told = cut_off_verdict(&[heard(before_spawn, "503")], spawned, kill);
+        assert!(
+            told.contains("never read a request of that process"),
+            "{told}"
+        );
+        let told = cut_off_verdict(
+            &[
+                heard(spawned + ms(10), "503"),
+                heard(kill - ms(1), "applied"),
+            ],
+            spawned,
+            kill,
+        );
+        assert!(told.contains("\"applied\""), "{told}");
+    }
 }

@@ -98,6 +98,20 @@ pub struct FaultCounts {
     pub mail_found: u64,
 }
 
+/// A request the fake read whole, and what it did with it.
+#[derive(Debug, Clone, Copy)]
+pub struct Heard {
+    pub at: Instant,
+    pub fate: &'static str,
+}
+
+impl Heard {
+    /// It was answered without being applied (503, or 429 in a storm).
+    pub fn refused(&self) -> bool {
+        matches!(self.fate, "503" | "429")
+    }
+}
+
 /// One applied mutating request.
 #[derive(Debug, Clone)]
 pub struct Applied {
@@ -116,8 +130,8 @@ struct Books {
     thread_request: HashMap<String, (i64, String)>,
     /// The keys the mails and drafts carry in their extended property, as Graph files them.
     filed: HashSet<String>,
-    /// Idempotency key -> when the fake last refused a request under it (503 or 429; not applied).
-    refused: HashMap<String, Instant>,
+    /// Idempotency key -> every request the fake read under it, in order, and what it did with each.
+    heard: HashMap<String, Vec<Heard>>,
     faults: FaultCounts,
 }
 
@@ -262,9 +276,13 @@ impl Fakes {
     pub fn faults(&self) -> FaultCounts {
         lock(&self.shared.books).faults.clone()
     }
-    /// When the fake last refused (503 or 429) a request under `key`, if it ever did.
-    pub fn last_refused(&self, key: &str) -> Option<Instant> {
-        lock(&self.shared.books).refused.get(key).copied()
+    /// Every request the fake read whole under `key`, oldest first.
+    pub fn heard(&self, key: &str) -> Vec<Heard> {
+        lock(&self.shared.books)
+            .heard
+            .get(key)
+            .cloned()
+            .unwrap_or_default()
     }
     /// The FTA request id on the status card posted under `key`, once the post was applied.
     /// With the activity id of the card (the thread's root message).
@@ -482,12 +500,22 @@ async fn handle(mut stream: TcpStream, port: Arc<Port>, shared: Arc<Shared>) {
             Fate::Normal
         }
     };
-    if matches!(fate, Fate::Throttled | Fate::Unavailable)
-        && let Some(key) = request.header(KEY_HEADER)
-    {
+    if let Some(key) = request.header(KEY_HEADER) {
+        let fate = match fate {
+            Fate::Normal => "applied",
+            Fate::Unavailable => "503",
+            Fate::Throttled => "429",
+            Fate::Stall => "stalled 3 s, then applied",
+            Fate::Drop => "applied, answer dropped",
+        };
         lock(&shared.books)
-            .refused
-            .insert(key.to_owned(), Instant::now());
+            .heard
+            .entry(key.to_owned())
+            .or_default()
+            .push(Heard {
+                at: Instant::now(),
+                fate,
+            });
     }
     let reply = match fate {
         Fate::Throttled => {
