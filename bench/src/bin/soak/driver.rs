@@ -119,6 +119,8 @@ pub struct Report {
     pub unkeyed: Vec<String>,
     pub faults: FaultCounts,
     pub kills: usize,
+    /// When each SIGKILL came, from the start of the run.
+    pub kill_offsets: Vec<Duration>,
     pub replicas: usize,
     pub drained: bool,
     pub jobs: BTreeMap<String, u64>,
@@ -237,7 +239,15 @@ impl Report {
         row(
             &mut out,
             "SIGKILLs (each + restart)",
-            self.kills.to_string(),
+            format!(
+                "{} (at {})",
+                self.kills,
+                self.kill_offsets
+                    .iter()
+                    .map(|d| format!("{:.1} s", d.as_secs_f64()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         );
         let jobs: Vec<String> = self.jobs.iter().map(|(k, v)| format!("{k} {v}")).collect();
         row(&mut out, "jobs at the end", jobs.join(", "));
@@ -808,13 +818,25 @@ pub async fn run(setup: Setup, plan: Plan) -> Result<Report, String> {
         };
         work.push((n, kind));
     }
-    let total_steps = work.len();
+    // Kill points count effects applied at the fakes, not commands accepted: the webhook accepts commands far
+    // faster than the queue performs them under faults, so counted by commands the kills came within the
+    // first few seconds, before any lead had clicked. Counted by effects, kills land anywhere from the first
+    // replies to the approvals' mails.
+    let planned: usize = channels
+        + work
+            .iter()
+            .map(|(_, kind)| match kind {
+                // The request's reply, thread and two mails; then the approval's card, mail and roster.
+                Kind::FtaRequest => 4 + 3,
+                _ => 1,
+            })
+            .sum::<usize>();
     let kill_at: BTreeSet<usize> = (0..plan.kills)
-        .map(|_| (total_steps / 10) + rng.below((total_steps * 7 / 10).max(1) as u64) as usize)
+        .map(|_| (planned / 10) + rng.below((planned * 7 / 10).max(1) as u64) as usize)
         .collect();
     let mut kill_points: Vec<usize> = kill_at.into_iter().collect();
     while kill_points.len() < plan.kills {
-        kill_points.push(total_steps / 2 + kill_points.len());
+        kill_points.push(planned / 2 + kill_points.len());
     }
 
     for n in 0..channels {
@@ -823,13 +845,11 @@ pub async fn run(setup: Setup, plan: Plan) -> Result<Report, String> {
 
     let queue = Arc::new(Mutex::new(work.into_iter().enumerate().collect::<Vec<_>>()));
     lock(&queue).reverse();
-    let progress = Arc::new(AtomicUsize::new(0));
     let approvals_missing = Arc::new(AtomicUsize::new(0));
     let mut tasks = tokio::task::JoinSet::new();
     for w in 0..plan.concurrency.max(1) {
         let ctx = Arc::clone(&ctx);
         let queue = Arc::clone(&queue);
-        let progress = Arc::clone(&progress);
         let missing = Arc::clone(&approvals_missing);
         tasks.spawn(async move {
             loop {
@@ -863,20 +883,18 @@ pub async fn run(setup: Setup, plan: Plan) -> Result<Report, String> {
                 } else {
                     ctx.command(n, kind).await;
                 }
-                progress.fetch_add(1, Ordering::Relaxed);
             }
         });
     }
 
-    // The killer: at each kill point, SIGKILL one replica (in turn), then restart it.
+    // The killer: at each kill point, SIGKILL one replica (in turn), then restart it. A point the run never
+    // reaches (its effects held or lost) is taken after GIVE_UP.
     let mut kills = 0;
     let mut kill_times: Vec<(Instant, usize)> = Vec::new();
+    let give_up = Instant::now() + GIVE_UP;
     for (k, point) in kill_points.iter().enumerate() {
-        while progress.load(Ordering::Relaxed) < *point && !tasks.is_empty() {
-            if tasks.try_join_next().is_some() {
-                continue;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        while fakes.applied_count() < *point && Instant::now() < give_up {
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let victim = k % plan.replicas.max(1);
         ctx.cluster.kill(victim);
@@ -908,6 +926,10 @@ pub async fn run(setup: Setup, plan: Plan) -> Result<Report, String> {
         accepted: sent.iter().filter(|s| s.accepted).count(),
         redeliveries: ctx.redeliveries.load(Ordering::Relaxed),
         kills,
+        kill_offsets: kill_times
+            .iter()
+            .map(|(at, _)| at.saturating_duration_since(started))
+            .collect(),
         replicas: plan.replicas.max(1),
         drained,
         jobs,

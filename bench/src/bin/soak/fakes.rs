@@ -267,6 +267,10 @@ impl Fakes {
         }
     }
 
+    /// How many distinct keys have been applied so far.
+    pub fn applied_count(&self) -> usize {
+        lock(&self.shared.books).applied.len()
+    }
     pub fn applied(&self) -> BTreeMap<String, Applied> {
         lock(&self.shared.books).applied.clone()
     }
