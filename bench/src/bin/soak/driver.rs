@@ -974,7 +974,7 @@ pub async fn run(setup: Setup, plan: Plan) -> Result<Report, String> {
                 let story = CutOffStory {
                     started,
                     heard: fakes.heard(key),
-                    kills: &kill_times,
+                    kills: kill_times.clone(),
                     spawned: lock(&ctx.cluster.spawned).clone(),
                     wire_dir: ctx.cluster.setup.log_dir.join("wire"),
                 };
@@ -997,16 +997,16 @@ pub async fn run(setup: Setup, plan: Plan) -> Result<Report, String> {
 
 /// What the run can tell about a held job whose effect never reached a fake: the fake's hearings of its
 /// key, the kills, and which process marked the cut-off attempt's request as leaving in its wire log.
-struct CutOffStory<'a> {
+struct CutOffStory {
     started: Instant,
     heard: Vec<Heard>,
     /// Each SIGKILL, and the slot it hit.
-    kills: &'a [(Instant, usize)],
+    kills: Vec<(Instant, usize)>,
     spawned: Vec<(Instant, usize)>,
     wire_dir: PathBuf,
 }
 
-impl CutOffStory<'_> {
+impl CutOffStory {
     fn at(&self, t: Instant) -> String {
         format!(
             "{:.3} s",
