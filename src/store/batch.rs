@@ -50,6 +50,8 @@ pub(super) struct Mark {
 /// A completed job's chain whose next job `worker` takes over (see [`ChainNext`]).
 #[derive(Debug)]
 pub(super) struct Successor {
+    /// The job whose completion hands its chain over.
+    pub(super) after: i64,
     pub(super) worker: String,
     pub(super) next: ChainNext,
     pub(super) now: Millis,
@@ -469,6 +471,7 @@ pub(super) fn successors_of(
         {
             by.push((next.ordering_key.clone(), mark.id));
             successors.push(Successor {
+                after: mark.id,
                 worker: mark.worker,
                 next,
                 now: mark.now,

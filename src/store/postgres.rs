@@ -54,5 +54,6 @@ impl_store!(
     sqlx::Postgres,
     "postgres",
     true,
-    sql::Placeholders::Numbered
+    sql::Placeholders::Numbered,
+    sql::Chains::Indexed
 );

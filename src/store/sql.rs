@@ -51,17 +51,31 @@ pub(super) const INSERT_JOB_PAYLOAD: &str =
 pub(super) const INSERT_PAYLOAD_PART: &str =
     "INSERT INTO payload_parts (digest, body) VALUES ($1, $2) ON CONFLICT DO NOTHING";
 
+/// How a backend finds the job that heads each conversation's chain (the oldest live job with its ordering
+/// key; one conversation's effects leave in the order they were caused).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Chains {
+    /// An index of live jobs by (ordering key, id), the head being each key's first entry (PostgreSQL,
+    /// whose replicas write concurrently: nothing is shared between two chains' writers but the index).
+    Indexed,
+    /// Each job says whether it waits for an older live job of its chain, kept by triggers (SQLite,
+    /// migration 0009): under a backlog the index's entries for each conversation sat in pages of their
+    /// own, a third of the pages every commit wrote.
+    Linked,
+}
+
 /// A job is claimable when due (a running job's `run_at` is its lease expiry, so an abandoned lease is due
 /// too) and it heads its ordering chain: no older job with the same ordering key is still live, so one
 /// conversation's effects leave in the order they were caused.
 ///
-/// The heads are found chain by chain: a loose index scan walks the distinct ordering keys of live jobs
-/// (`chains`, one index seek each) and takes each key's oldest live job (`heads`); jobs without a key are
-/// heads of their own. Scanning the due jobs instead and skipping the blocked ones cost the whole backlog
-/// whenever every chain's head was already running (a slow Connector, or more worker slots than
-/// conversations): 17 ms per claim behind 40,000 queued replies, against under 1 ms this way. Both walks
-/// use the partial indexes of live jobs (migration 0005), so neither touches the finished history.
-const CLAIMABLE: &str = "WITH RECURSIVE chains(k) AS ( \
+/// [`Chains::Indexed`]: the heads are found chain by chain: a loose index scan walks the distinct ordering
+/// keys of live jobs (`chains`, one index seek each) and takes each key's oldest live job (`heads`); jobs
+/// without a key are heads of their own. Scanning the due jobs instead and skipping the blocked ones cost
+/// the whole backlog whenever every chain's head was already running (a slow Connector, or more worker
+/// slots than conversations): 17 ms per claim behind 40,000 queued replies, against under 1 ms this way.
+/// Both walks use the partial indexes of live jobs (migration 0005), so neither touches the finished
+/// history.
+const CLAIMABLE_INDEXED: &str = "WITH RECURSIVE chains(k) AS ( \
        SELECT MIN(ordering_key) FROM jobs WHERE status IN ('pending', 'running') \
        UNION ALL \
        SELECT (SELECT MIN(c.ordering_key) FROM jobs c \
@@ -77,10 +91,19 @@ const CLAIMABLE: &str = "WITH RECURSIVE chains(k) AS ( \
      WHERE j.id IN (SELECT id FROM heads) AND j.status IN ('pending', 'running') AND j.run_at <= $3 \
      ORDER BY j.run_at, j.id LIMIT $4";
 
-pub(super) fn claim_sql(skip_locked: bool) -> String {
+/// [`Chains::Linked`]: the heads are the live jobs that wait for nothing, all in one small partial index
+/// (`jobs_ready`), blocked jobs never in it.
+const CLAIMABLE_LINKED: &str = "SELECT id FROM jobs \
+     WHERE waiting = 0 AND status IN ('pending', 'running') AND run_at <= $3 ORDER BY run_at, id LIMIT $4";
+
+pub(super) fn claim_sql(chains: Chains, skip_locked: bool) -> String {
     format!(
         "UPDATE jobs SET status = 'running', locked_by = $1, locked_until = $2, run_at = $2, \
-         attempts = attempts + 1, updated_at = $3 WHERE id IN ({CLAIMABLE}{}) RETURNING {}",
+         attempts = attempts + 1, updated_at = $3 WHERE id IN ({}{}) RETURNING {}",
+        match chains {
+            Chains::Indexed => CLAIMABLE_INDEXED,
+            Chains::Linked => CLAIMABLE_LINKED,
+        },
         if skip_locked {
             " FOR UPDATE SKIP LOCKED"
         } else {
@@ -302,45 +325,70 @@ pub(super) fn job_rows_sql(style: Placeholders, rows: usize) -> Cow<'static, str
 
 /// Claims jobs in the commit that queues them (see [`super::BirthClaim`]): `rows` value rows of (job id,
 /// worker, lease end, now, note). A job is claimed only while it heads its ordering chain, judged as
-/// [`CLAIMABLE`] does: no older live job has its ordering key. Two new jobs of one chain in the same
-/// statement cannot both pass: the younger sees the older one pending (or, on SQLite, already running).
-pub(super) fn birth_claim_sql(style: Placeholders, rows: usize) -> Cow<'static, str> {
-    static TEXTS: Texts = Texts::new();
-    TEXTS.get(style, rows, || {
+/// [`claim_sql`] does. Two new jobs of one chain in the same statement cannot both pass: the younger sees
+/// the older one pending (or, on SQLite, already running), or waits for it.
+pub(super) fn birth_claim_sql(
+    chains: Chains,
+    style: Placeholders,
+    rows: usize,
+) -> Cow<'static, str> {
+    static INDEXED: Texts = Texts::new();
+    static LINKED: Texts = Texts::new();
+    let (texts, heads) = match chains {
+        Chains::Indexed => (
+            &INDEXED,
+            "NOT EXISTS (SELECT 1 FROM jobs o WHERE o.ordering_key = jobs.ordering_key \
+             AND o.status IN ('pending', 'running') AND o.id < jobs.id)",
+        ),
+        Chains::Linked => (&LINKED, "jobs.waiting = 0"),
+    };
+    texts.get(style, rows, || {
         rows_sql(
             "WITH v(job_id, worker_id, until_at, at, note) AS (",
             "(?1, ?2, ?3, ?4, ?5)",
             5,
             rows,
-            ") UPDATE jobs SET status = 'running', locked_by = v.worker_id, locked_until = v.until_at, \
-             run_at = v.until_at, attempts = attempts + 1, updated_at = v.at, \
-             last_error = COALESCE(v.note, jobs.last_error) FROM v \
-             WHERE jobs.id = v.job_id AND jobs.status = 'pending' AND NOT EXISTS (SELECT 1 FROM jobs o \
-               WHERE o.ordering_key = jobs.ordering_key AND o.status IN ('pending', 'running') AND o.id < jobs.id) \
-             RETURNING jobs.id",
+            &format!(
+                ") UPDATE jobs SET status = 'running', locked_by = v.worker_id, locked_until = v.until_at, \
+                 run_at = v.until_at, attempts = attempts + 1, updated_at = v.at, \
+                 last_error = COALESCE(v.note, jobs.last_error) FROM v \
+                 WHERE jobs.id = v.job_id AND jobs.status = 'pending' AND {heads} RETURNING jobs.id"
+            ),
             style,
         )
     })
 }
 
 /// Claims the next job of chains whose running job just finished (see [`super::ChainNext`]): `rows` value
-/// rows of (ordering key, kind, worker, lease end, now, note). The next job is the chain's oldest live one, as
-/// [`CLAIMABLE`] judges heads; it is taken only when pending, due, never attempted and of the kind asked
-/// for.
-pub(super) fn successor_sql(style: Placeholders, rows: usize) -> Cow<'static, str> {
-    static TEXTS: Texts = Texts::new();
-    TEXTS.get(style, rows, || {
+/// rows of (finished job id, ordering key, kind, worker, lease end, now, note). The next job is the chain's
+/// head as [`claim_sql`] judges it, found from the chain's key ([`Chains::Indexed`]) or as the job the
+/// finished one freed ([`Chains::Linked`]); it is taken only when pending, due, never attempted and of the
+/// kind asked for.
+pub(super) fn successor_sql(chains: Chains, style: Placeholders, rows: usize) -> Cow<'static, str> {
+    static INDEXED: Texts = Texts::new();
+    static LINKED: Texts = Texts::new();
+    let (texts, next) = match chains {
+        Chains::Indexed => (
+            &INDEXED,
+            "jobs.id = (SELECT MIN(h.id) FROM jobs h \
+             WHERE h.ordering_key = v.chain AND h.status IN ('pending', 'running'))",
+        ),
+        Chains::Linked => (
+            &LINKED,
+            "jobs.id = (SELECT p.next_id FROM jobs p WHERE p.id = v.after) AND jobs.waiting = 0",
+        ),
+    };
+    texts.get(style, rows, || {
         rows_sql(
-            "WITH v(chain, job_kind, worker_id, until_at, at, note) AS (",
-            "(?1, ?2, ?3, ?4, ?5, ?6)",
-            6,
+            "WITH v(after, chain, job_kind, worker_id, until_at, at, note) AS (",
+            "(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            7,
             rows,
             &format!(
                 ") UPDATE jobs SET status = 'running', locked_by = v.worker_id, locked_until = v.until_at, \
                  run_at = v.until_at, attempts = attempts + 1, updated_at = v.at, \
                  last_error = COALESCE(v.note, jobs.last_error) FROM v \
-                 WHERE jobs.id = (SELECT MIN(h.id) FROM jobs h \
-                   WHERE h.ordering_key = v.chain AND h.status IN ('pending', 'running')) \
+                 WHERE {next} \
                  AND jobs.status = 'pending' AND jobs.attempts = 0 AND jobs.kind = v.job_kind AND jobs.run_at <= v.at \
                  RETURNING {}",
                 super::JOB_COLUMNS
@@ -376,8 +424,15 @@ pub(super) const REQUEUE_JOB: &str = "UPDATE jobs SET status = 'pending', run_at
 pub(super) const CLOSE_JOB: &str = "UPDATE jobs SET status = 'done', last_error = $3, locked_by = NULL, \
      locked_until = NULL, updated_at = $2 WHERE id = $1 AND status = 'unconfirmed'";
 
-pub(super) const NEXT_DUE: &str =
-    "SELECT MIN(run_at) FROM jobs WHERE status IN ('pending', 'running')";
+/// When the next claim can take something: the earliest due time of a chain's head.
+pub(super) fn next_due_sql(chains: Chains) -> &'static str {
+    match chains {
+        Chains::Indexed => "SELECT MIN(run_at) FROM jobs WHERE status IN ('pending', 'running')",
+        Chains::Linked => {
+            "SELECT MIN(run_at) FROM jobs WHERE waiting = 0 AND status IN ('pending', 'running')"
+        }
+    }
+}
 
 pub(super) const JOB_COUNTS: &str = "SELECT status, COUNT(*) FROM jobs GROUP BY status";
 
@@ -475,7 +530,7 @@ pub(super) const SELECT_SYNC_SERIES: &str = "SELECT engagement_id, kind, data, v
 
 /// Expands to a full `Store` implementation for one backend.
 macro_rules! impl_store {
-    ($store:ident, $db:ty, $name:literal, $skip_locked:expr, $placeholders:expr) => {
+    ($store:ident, $db:ty, $name:literal, $skip_locked:expr, $placeholders:expr, $chains:expr) => {
         #[async_trait::async_trait]
         impl crate::store::Store for $store {
             fn backend(&self) -> &'static str {
@@ -645,7 +700,7 @@ macro_rules! impl_store {
                     .writer
                     .write_one(move |tx| {
                         Box::pin(async move {
-                            Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql::claim_sql($skip_locked)))
+                            Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql::claim_sql($chains, $skip_locked)))
                                 .bind(&worker)
                                 .bind(lease_until)
                                 .bind(now)
@@ -869,7 +924,7 @@ macro_rules! impl_store {
 
             async fn next_job_due(&self) -> Result<Option<Millis>, StoreError> {
                 let row: (Option<i64>,) =
-                    sqlx::query_as(sql::NEXT_DUE).fetch_one(&self.pool).await?;
+                    sqlx::query_as(sql::next_due_sql($chains)).fetch_one(&self.pool).await?;
                 Ok(row.0)
             }
 
@@ -1550,7 +1605,7 @@ macro_rules! impl_store {
                 }
                 let mut claimed = std::collections::HashSet::new();
                 for (chunk, rows) in sql::row_chunks($placeholders, &claims) {
-                    let text = sql::birth_claim_sql($placeholders, rows);
+                    let text = sql::birth_claim_sql($chains, $placeholders, rows);
                     let mut query = sqlx::query_as::<_, (i64,)>(sqlx::AssertSqlSafe(text));
                     for (id, index, _, claim) in sql::padded(chunk, rows) {
                         query = query
@@ -1575,10 +1630,11 @@ macro_rules! impl_store {
             Box::pin(async move {
                 let mut jobs = Vec::with_capacity(successors.len());
                 for chunk in sql::pow2_chunks(successors) {
-                    let text = sql::successor_sql($placeholders, chunk.len());
+                    let text = sql::successor_sql($chains, $placeholders, chunk.len());
                     let mut query = sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(text));
                     for s in chunk {
                         query = query
+                            .bind(s.after)
                             .bind(s.next.ordering_key.as_str())
                             .bind(s.next.kind.as_str())
                             .bind(s.worker.as_str())
@@ -1634,8 +1690,9 @@ mod tests {
     /// A `/metrics` scrape must cost the queue, not the history: on SQLite's schema every part of the
     /// queue's count reads one of the partial indexes of live or held jobs, where counting every status
     /// scans the table.
-    #[test]
-    fn the_queue_is_counted_through_the_indexes_of_live_and_held_jobs() {
+    /// An in-memory SQLite database with the migrations whose file names sort before `before` applied
+    /// (all of them when `None`).
+    fn sqlite_migrated(before: Option<&str>) -> rusqlite::Connection {
         #![allow(clippy::unwrap_used)]
         let db = rusqlite::Connection::open_in_memory().unwrap();
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
@@ -1645,34 +1702,212 @@ mod tests {
             .collect();
         files.sort();
         for file in files {
+            let name = file.file_name().unwrap().to_string_lossy().into_owned();
+            if before.is_some_and(|before| name.as_str() >= before) {
+                break;
+            }
             db.execute_batch(&std::fs::read_to_string(file).unwrap())
                 .unwrap();
         }
-        let plan = |text: &str| -> Vec<String> {
-            let mut statement = db.prepare(&format!("EXPLAIN QUERY PLAN {text}")).unwrap();
-            statement
-                .query_map([], |row| row.get::<_, String>(3))
-                .unwrap()
-                .map(Result::unwrap)
-                .filter(|step| step.contains(" jobs"))
-                .collect()
-        };
+        db
+    }
+
+    /// The steps of `text`'s plan that read `jobs`.
+    fn jobs_plan(db: &rusqlite::Connection, text: &str) -> Vec<String> {
+        #![allow(clippy::unwrap_used)]
+        let mut statement = db.prepare(&format!("EXPLAIN QUERY PLAN {text}")).unwrap();
+        // Unbound parameters are NULL, which a plan does not depend on.
+        let mut rows = statement.raw_query();
+        let mut steps = Vec::new();
+        while let Some(row) = rows.next().unwrap() {
+            let step: String = row.get(3).unwrap();
+            if step.contains(" jobs") {
+                steps.push(step);
+            }
+        }
+        steps
+    }
+
+    #[test]
+    fn the_queue_is_counted_through_the_indexes_of_live_and_held_jobs() {
+        let db = sqlite_migrated(None);
+        let plan = |text: &str| jobs_plan(&db, text);
         let queue = plan(QUEUE_COUNTS);
         assert_eq!(queue.len(), 3, "{queue:?}");
         for step in &queue {
             assert!(
-                [
-                    "jobs_live_due",
-                    "jobs_live_chain",
-                    "jobs_dead",
-                    "jobs_unconfirmed"
-                ]
-                .iter()
-                .any(|index| step.contains(&format!("INDEX {index}"))),
+                ["jobs_live_due", "jobs_dead", "jobs_unconfirmed"]
+                    .iter()
+                    .any(|index| step.contains(&format!("INDEX {index}"))),
                 "{queue:?}"
             );
         }
         assert_eq!(plan(JOB_COUNTS), ["SCAN jobs"]);
+    }
+
+    /// SQLite's chain bookkeeping (migration 0009): a job waits while an older job of its chain is live,
+    /// and is freed when that job leaves, whatever statement moves it; a claim reads only the freed ones.
+    #[test]
+    fn sqlite_chains_free_each_job_when_the_one_before_it_leaves() {
+        #![allow(clippy::unwrap_used)]
+        let db = sqlite_migrated(None);
+        let insert = |key: &str, chain: Option<&str>| -> Option<i64> {
+            db.query_row(
+                INSERT_JOB,
+                rusqlite::params!["message", key, chain, 5, 0, 0, 0],
+                |row| row.get(0),
+            )
+            .ok()
+        };
+        let waiting = |id: i64| -> i64 {
+            db.query_row("SELECT waiting FROM jobs WHERE id = ?1", [id], |row| {
+                row.get(0)
+            })
+            .unwrap()
+        };
+        let set = |id: i64, status: &str| {
+            db.execute(
+                "UPDATE jobs SET status = ?2 WHERE id = ?1",
+                rusqlite::params![id, status],
+            )
+            .unwrap();
+        };
+        let claimable = || -> Vec<i64> {
+            let mut statement = db.prepare(CLAIMABLE_LINKED).unwrap();
+            statement
+                .query_map(rusqlite::named_params! {"$3": 1, "$4": 10}, |row| {
+                    row.get(0)
+                })
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        };
+        let [a1, a2, a3, free, b1] = [
+            ("a1", Some("a")),
+            ("a2", Some("a")),
+            ("a3", Some("a")),
+            ("free", None),
+            ("b1", Some("b")),
+        ]
+        .map(|(key, chain)| insert(key, chain).unwrap());
+        assert_eq!([a1, a2, a3, free, b1].map(waiting), [0, 1, 1, 0, 0]);
+        assert_eq!(claimable(), [a1, free, b1]);
+        // Running, and back to pending for a retry, the head still holds its chain.
+        set(a1, "running");
+        set(a1, "pending");
+        assert_eq!(waiting(a2), 1);
+        set(a1, "done");
+        assert_eq!([a2, a3].map(waiting), [0, 1]);
+        assert_eq!(claimable(), [a2, free, b1]);
+        set(a2, "dead");
+        assert_eq!(waiting(a3), 0);
+        // Put back by an operator, a job runs beside the ones its leaving freed.
+        set(a2, "pending");
+        assert_eq!([a2, a3].map(waiting), [0, 0]);
+        let a4 = insert("a4", Some("a")).unwrap();
+        assert_eq!(waiting(a4), 1, "behind a3, the chain's newest live job");
+        assert_eq!(insert("a4", Some("a")), None, "a key queued before");
+        set(a3, "unconfirmed");
+        assert_eq!(waiting(a4), 0);
+        set(a4, "done");
+        let a5 = insert("a5", Some("a")).unwrap();
+        assert_eq!(waiting(a5), 0, "the chain's newest job had finished");
+        let tail: i64 = db
+            .query_row(
+                "SELECT tail_id FROM job_chains WHERE ordering_key = 'a'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(tail, a5);
+    }
+
+    /// Jobs queued before migration 0009 wait and are freed as the index ordered them.
+    #[test]
+    fn sqlite_chains_take_over_the_jobs_queued_before_them() {
+        #![allow(clippy::unwrap_used)]
+        let db = sqlite_migrated(Some("0009"));
+        let jobs = [
+            ("a", "done"),
+            ("a", "running"),
+            ("a", "pending"),
+            ("a", "pending"),
+            ("b", "done"),
+            ("", "pending"),
+            ("c", "dead"),
+            ("c", "pending"),
+        ];
+        for (n, (chain, status)) in jobs.iter().enumerate() {
+            db.query_row(
+                INSERT_JOB,
+                rusqlite::params![
+                    "message",
+                    n.to_string(),
+                    Some(chain).filter(|c| !c.is_empty()),
+                    5,
+                    0,
+                    0,
+                    0
+                ],
+                |_| Ok(()),
+            )
+            .unwrap();
+            db.execute(
+                "UPDATE jobs SET status = ?2 WHERE id = ?1",
+                rusqlite::params![n as i64 + 1, status],
+            )
+            .unwrap();
+        }
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
+        db.execute_batch(&std::fs::read_to_string(dir.join("0009_job_chains.sql")).unwrap())
+            .unwrap();
+        let state = |id: i64| -> (i64, Option<i64>) {
+            db.query_row(
+                "SELECT waiting, next_id FROM jobs WHERE id = ?1",
+                [id],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .unwrap()
+        };
+        assert_eq!(
+            [2, 3, 4, 6, 8].map(state),
+            [(0, Some(3)), (1, Some(4)), (1, None), (0, None), (0, None)]
+        );
+        let mut statement = db
+            .prepare("SELECT ordering_key, tail_id FROM job_chains ORDER BY ordering_key")
+            .unwrap();
+        let tails: Vec<(String, i64)> = statement
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(tails, [("a".to_owned(), 4), ("c".to_owned(), 8)]);
+        db.execute("UPDATE jobs SET status = 'done' WHERE id = 2", [])
+            .unwrap();
+        assert_eq!(state(3), (0, Some(4)));
+    }
+
+    /// Every statement that claims on SQLite reads jobs by id or through the index of freed jobs, never by
+    /// scanning the table (which holds the whole history).
+    #[test]
+    fn sqlite_claims_read_only_the_freed_jobs() {
+        let db = sqlite_migrated(None);
+        let texts = [
+            claim_sql(Chains::Linked, false),
+            next_due_sql(Chains::Linked).to_owned(),
+            birth_claim_sql(Chains::Linked, Placeholders::Anonymous, 2).into_owned(),
+            successor_sql(Chains::Linked, Placeholders::Anonymous, 2).into_owned(),
+        ];
+        for text in texts {
+            let plan = jobs_plan(&db, &text);
+            assert!(!plan.is_empty(), "{text}");
+            for step in &plan {
+                assert!(
+                    step.contains("INTEGER PRIMARY KEY") || step.contains("INDEX jobs_ready"),
+                    "{text}: {plan:?}"
+                );
+            }
+        }
     }
 
     /// The merged statements are the single-row ones repeated: one row gives back the original text.

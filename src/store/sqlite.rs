@@ -102,7 +102,8 @@ impl_store!(
     sqlx::Sqlite,
     "sqlite",
     false,
-    sql::Placeholders::Anonymous
+    sql::Placeholders::Anonymous,
+    sql::Chains::Linked
 );
 
 /// Syncs the write-ahead log that the writer's commits append to without syncing it themselves

@@ -90,9 +90,10 @@ impl SqliteBatches {
     fn successors(&self, successors: &[Successor]) -> Result<Vec<Job>, StoreError> {
         let mut jobs = Vec::with_capacity(successors.len());
         for chunk in sql::pow2_chunks(successors) {
-            let text = sql::successor_sql(STYLE, chunk.len());
+            let text = sql::successor_sql(sql::Chains::Linked, STYLE, chunk.len());
             let mut statement = Bound::new(self.connection.prepare_cached(&text)?);
             for s in chunk {
+                statement.bind(s.after)?;
                 statement.bind(&s.next.ordering_key)?;
                 statement.bind(&s.next.kind)?;
                 statement.bind(&s.worker)?;
@@ -200,7 +201,7 @@ impl SqliteBatches {
         }
         let mut claimed = HashSet::new();
         for (chunk, rows) in sql::row_chunks(STYLE, &claims) {
-            let text = sql::birth_claim_sql(STYLE, rows);
+            let text = sql::birth_claim_sql(sql::Chains::Linked, STYLE, rows);
             let mut statement = Bound::new(self.connection.prepare_cached(&text)?);
             for (id, index, _, claim) in sql::padded(chunk, rows) {
                 statement.bind(*id)?;
