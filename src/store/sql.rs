@@ -92,8 +92,9 @@ const CLAIMABLE_INDEXED: &str = "WITH RECURSIVE chains(k) AS ( \
      ORDER BY j.run_at, j.id LIMIT $4";
 
 /// [`Chains::Linked`]: the heads are the live jobs that wait for nothing, all in one small partial index
-/// (`jobs_ready`), blocked jobs never in it.
-const CLAIMABLE_LINKED: &str = "SELECT id FROM jobs \
+/// (`jobs_ready`), blocked jobs never in it. Named, because without statistics SQLite could as well take
+/// `jobs_live_due`, which holds every live job in the same order.
+const CLAIMABLE_LINKED: &str = "SELECT id FROM jobs INDEXED BY jobs_ready \
      WHERE waiting = 0 AND status IN ('pending', 'running') AND run_at <= $3 ORDER BY run_at, id LIMIT $4";
 
 pub(super) fn claim_sql(chains: Chains, skip_locked: bool) -> String {
@@ -429,7 +430,8 @@ pub(super) fn next_due_sql(chains: Chains) -> &'static str {
     match chains {
         Chains::Indexed => "SELECT MIN(run_at) FROM jobs WHERE status IN ('pending', 'running')",
         Chains::Linked => {
-            "SELECT MIN(run_at) FROM jobs WHERE waiting = 0 AND status IN ('pending', 'running')"
+            "SELECT MIN(run_at) FROM jobs INDEXED BY jobs_ready \
+             WHERE waiting = 0 AND status IN ('pending', 'running')"
         }
     }
 }
