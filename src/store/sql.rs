@@ -55,8 +55,9 @@ pub(super) const INSERT_PAYLOAD_PART: &str =
 /// key; one conversation's effects leave in the order they were caused).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Chains {
-    /// An index of live jobs by (ordering key, id), the head being each key's first entry (PostgreSQL,
-    /// whose replicas write concurrently: nothing is shared between two chains' writers but the index).
+    /// An index of live jobs by (ordering key, id), the head being each key's first entry (PostgreSQL: its
+    /// replicas write concurrently, and bookkeeping rows shared by a chain's writers would be locks they
+    /// wait on, where index entries are not).
     Indexed,
     /// Each job says whether it waits for an older live job of its chain, kept by triggers (SQLite,
     /// migration 0009): under a backlog the index's entries for each conversation sat in pages of their
@@ -327,7 +328,8 @@ pub(super) fn job_rows_sql(style: Placeholders, rows: usize) -> Cow<'static, str
 /// Claims jobs in the commit that queues them (see [`super::BirthClaim`]): `rows` value rows of (job id,
 /// worker, lease end, now, note). A job is claimed only while it heads its ordering chain, judged as
 /// [`claim_sql`] does. Two new jobs of one chain in the same statement cannot both pass: the younger sees
-/// the older one pending (or, on SQLite, already running), or waits for it.
+/// the older one pending or already running ([`Chains::Indexed`]), or was queued waiting for it
+/// ([`Chains::Linked`]).
 pub(super) fn birth_claim_sql(
     chains: Chains,
     style: Placeholders,
