@@ -1691,9 +1691,6 @@ mod tests {
     #![allow(clippy::indexing_slicing)]
     use super::*;
 
-    /// A `/metrics` scrape must cost the queue, not the history: on SQLite's schema every part of the
-    /// queue's count reads one of the partial indexes of live or held jobs, where counting every status
-    /// scans the table.
     /// An in-memory SQLite database with the migrations whose file names sort before `before` applied
     /// (all of them when `None`).
     fn sqlite_migrated(before: Option<&str>) -> rusqlite::Connection {
@@ -1732,6 +1729,9 @@ mod tests {
         steps
     }
 
+    /// A `/metrics` scrape must cost the queue, not the history: on SQLite's schema every part of the
+    /// queue's count reads one of the partial indexes of live or held jobs, where counting every status
+    /// scans the table.
     #[test]
     fn the_queue_is_counted_through_the_indexes_of_live_and_held_jobs() {
         let db = sqlite_migrated(None);
