@@ -427,7 +427,9 @@ pub(super) const REQUEUE_JOB: &str = "UPDATE jobs SET status = 'pending', run_at
 pub(super) const CLOSE_JOB: &str = "UPDATE jobs SET status = 'done', last_error = $3, locked_by = NULL, \
      locked_until = NULL, updated_at = $2 WHERE id = $1 AND status = 'unconfirmed'";
 
-/// When the next claim can take something: the earliest due time of a chain's head.
+/// When the next claim may take something: the earliest due time among the jobs it reads (every live job
+/// for [`Chains::Indexed`], so a blocked job can wake the worker early; only the freed ones for
+/// [`Chains::Linked`]).
 pub(super) fn next_due_sql(chains: Chains) -> &'static str {
     match chains {
         Chains::Indexed => "SELECT MIN(run_at) FROM jobs WHERE status IN ('pending', 'running')",
